@@ -1,0 +1,414 @@
+//! Write [Switchboard](https://github.com/switchboard-sfu) policy plugins in Rust.
+//!
+//! A plugin is a WebAssembly component the server loads from `config.toml`. It decides who may
+//! publish or play in a room (the `auth` hook) and what a room allows (the `room-policy` hook).
+//! Implement [`Plugin`] — every method except [`Plugin::new`] has a default — and register the
+//! type once with [`register!`]:
+//!
+//! ```no_run
+//! use switchboard_plugin_sdk::{AuthRequest, Config, Deny, Identity, Plugin};
+//!
+//! struct OnlyAlice;
+//!
+//! impl Plugin for OnlyAlice {
+//!     fn new(_config: Config) -> Result<Self, String> {
+//!         Ok(OnlyAlice)
+//!     }
+//!
+//!     fn authenticate(&self, req: &AuthRequest) -> Result<Identity, Deny> {
+//!         match req.credential.as_deref() {
+//!             Some("alice") => Ok(Identity::new("alice")),
+//!             _ => Err(Deny::unauthorized("who are you?")),
+//!         }
+//!     }
+//! }
+//!
+//! switchboard_plugin_sdk::register!(OnlyAlice);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-unknown-unknown` (crate type `cdylib`)
+//! and turn the module into a component with `wasm-tools component new` or
+//! `cargo xtask plugins`; see `docs/plugins.md`.
+//!
+//! # Instances
+//!
+//! The host runs every call in a fresh instance: it calls [`Plugin::new`] with the plugin's
+//! config, then exactly one hook. Nothing survives between calls except what the plugin stores
+//! through [`kv`]. Keep `new` cheap (parse, do not fetch).
+
+extern crate self as switchboard_plugin_sdk;
+
+pub mod glob;
+
+/// Raw bindings generated from `wit/plugin.wit` (world `full`). Plugin authors normally use
+/// the re-exports and helpers at the crate root instead.
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "full",
+        path: "wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_full",
+        default_bindings_module: "::switchboard_plugin_sdk::bindings",
+        runtime_path: "::switchboard_plugin_sdk::__private::wit_bindgen::rt",
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+use bindings::exports::switchboard::plugin::{authenticator, lifecycle, policy};
+pub use bindings::switchboard::plugin::types::{
+    Action, AuthRequest, Deny, DenyKind, Identity, RoomCounts,
+};
+
+/// A Switchboard plugin. One value is built per instance by [`Plugin::new`]; the hook methods
+/// then answer a single request.
+pub trait Plugin: Sized + 'static {
+    /// Build the plugin from its `config` table in `config.toml`. An `Err` fails the plugin's
+    /// load at server start-up (or reload) and is shown to the operator, so name the key.
+    fn new(config: Config) -> Result<Self, String>;
+
+    /// The `auth` hook: who is the caller? The default refuses everyone, so a plugin that is
+    /// configured for `auth` without implementing it fails closed.
+    fn authenticate(&self, req: &AuthRequest) -> Result<Identity, Deny> {
+        let _ = req;
+        Err(Deny::unauthorized("this plugin does not implement the auth hook"))
+    }
+
+    /// The `room-policy` hook: may `identity` do `req.action` in `req.room` right now?
+    /// The default allows everything.
+    fn check_room(&self, req: &AuthRequest, identity: &Identity) -> Result<(), Deny> {
+        let _ = (req, identity);
+        Ok(())
+    }
+}
+
+/// The plugin's `config` table from `config.toml`, as JSON.
+#[derive(Debug, Clone)]
+pub struct Config {
+    json: String,
+}
+
+impl Config {
+    /// Wrap a JSON document (what the host hands to `configure`).
+    pub fn from_json(json: impl Into<String>) -> Self {
+        Self { json: json.into() }
+    }
+
+    /// The raw JSON text.
+    pub fn as_json(&self) -> &str {
+        &self.json
+    }
+
+    /// Deserialize into the plugin's own settings type. Errors name the offending key, e.g.
+    /// ``keys[1].alg: unknown variant `HS999`, expected one of ...``.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+        let mut de = serde_json::Deserializer::from_str(&self.json);
+        serde_path_to_error::deserialize(&mut de).map_err(|err| {
+            let path = err.path().to_string();
+            if path == "." {
+                err.into_inner().to_string()
+            } else {
+                format!("{path}: {}", err.into_inner())
+            }
+        })
+    }
+}
+
+impl Deny {
+    /// No credential, or one that cannot be verified (HTTP 401).
+    pub fn unauthorized(reason: impl Into<String>) -> Self {
+        Deny {
+            kind: DenyKind::Unauthorized,
+            reason: reason.into(),
+        }
+    }
+
+    /// A verified caller who may not do this here (HTTP 403).
+    pub fn forbidden(reason: impl Into<String>) -> Self {
+        Deny {
+            kind: DenyKind::Forbidden,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Identity {
+    /// An identity with no expiry and no periodic re-check.
+    pub fn new(subject: impl Into<String>) -> Self {
+        Identity {
+            subject: subject.into(),
+            expires_at: None,
+            recheck_every_secs: None,
+        }
+    }
+
+    /// End the session at this Unix time (milliseconds), e.g. a token's `exp * 1000`.
+    pub fn expires_at_ms(mut self, unix_ms: u64) -> Self {
+        self.expires_at = Some(unix_ms);
+        self
+    }
+
+    /// Ask the host to re-run `authenticate` for the live session every `secs` seconds.
+    pub fn recheck_every_secs(mut self, secs: u32) -> Self {
+        self.recheck_every_secs = Some(secs);
+        self
+    }
+}
+
+impl Action {
+    /// `"publish"` or `"play"`, as used in configs and token claims.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Publish => "publish",
+            Action::Play => "play",
+        }
+    }
+}
+
+/// Logging through the host (`grants.log`, on by default). Lines are tagged with the plugin's
+/// name and rate-limited by the host.
+pub mod log {
+    use crate::bindings::switchboard::plugin::log::{Level, log};
+
+    pub fn trace(message: &str) {
+        log(Level::Trace, message);
+    }
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}
+
+/// Wall-clock time from the host (`grants.clock`, on by default).
+pub mod clock {
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms() -> u64 {
+        crate::bindings::switchboard::plugin::clock::now_ms()
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn now_secs() -> u64 {
+        now_ms() / 1000
+    }
+}
+
+/// The plugin's private key-value store in the host (`grants.kv = true`). Survives across
+/// calls and reloads, not across server restarts.
+pub mod kv {
+    pub use crate::bindings::switchboard::plugin::kv::KvError;
+    use crate::bindings::switchboard::plugin::kv as raw;
+    use std::time::Duration;
+
+    fn ttl_ms(ttl: Option<Duration>) -> Option<u64> {
+        ttl.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        raw::get(key)
+    }
+
+    /// Store a value that never expires.
+    pub fn set(key: &str, value: &[u8]) -> Result<(), KvError> {
+        raw::set_with_ttl(key, value, None)
+    }
+
+    /// Store a value that disappears after `ttl`.
+    pub fn set_with_ttl(key: &str, value: &[u8], ttl: Duration) -> Result<(), KvError> {
+        raw::set_with_ttl(key, value, ttl_ms(Some(ttl)))
+    }
+
+    /// Atomically replace `expected` (`None` = key absent) with `value`; `Ok(false)` when the
+    /// current value differs. The building block for replay protection and counters.
+    pub fn compare_and_set(
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool, KvError> {
+        raw::compare_and_set(key, expected, value, ttl_ms(ttl))
+    }
+
+    /// Remove a key; `Ok(true)` if it existed.
+    pub fn delete(key: &str) -> Result<bool, KvError> {
+        raw::delete(key)
+    }
+}
+
+/// HTTP to upstreams the operator declared in `config.toml` (`grants.http = ["name"]`).
+pub mod http {
+    pub use crate::bindings::switchboard::plugin::http::{HttpError, Request, Response};
+
+    impl Request {
+        /// A `GET` of `path` (and query) below the named upstream's URL.
+        pub fn get(upstream: &str, path: &str) -> Self {
+            Request {
+                upstream: upstream.into(),
+                method: "GET".into(),
+                path: path.into(),
+                headers: Vec::new(),
+                body: None,
+            }
+        }
+
+        /// A `POST` of `body` to `path` below the named upstream's URL.
+        pub fn post(upstream: &str, path: &str, body: impl Into<Vec<u8>>) -> Self {
+            Request {
+                upstream: upstream.into(),
+                method: "POST".into(),
+                path: path.into(),
+                headers: Vec::new(),
+                body: Some(body.into()),
+            }
+        }
+
+        pub fn header(mut self, name: &str, value: &str) -> Self {
+            self.headers.push((name.into(), value.into()));
+            self
+        }
+
+        /// Send the request through the host.
+        pub fn send(&self) -> Result<Response, HttpError> {
+            crate::bindings::switchboard::plugin::http::fetch(self)
+        }
+    }
+
+    impl Response {
+        /// First header with this name (case-insensitive).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+
+        /// The body parsed as JSON.
+        pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+            serde_json::from_slice(&self.body).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Register `$plugin` (a type implementing [`Plugin`]) as this component's implementation of
+/// every hook. Use it exactly once, at the crate root of a `cdylib` crate.
+#[macro_export]
+macro_rules! register {
+    ($plugin:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static __SWITCHBOARD_SLOT: ::core::cell::RefCell<::core::option::Option<$plugin>> =
+                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            }
+
+            impl $crate::__private::Registered for $plugin {
+                fn with_slot<R>(
+                    f: impl ::core::ops::FnOnce(&::core::cell::RefCell<::core::option::Option<Self>>) -> R,
+                ) -> R {
+                    __SWITCHBOARD_SLOT.with(f)
+                }
+            }
+
+            // Exports only exist in the component; native builds (unit tests) skip them.
+            #[cfg(target_family = "wasm")]
+            type __SwitchboardExports = $crate::__private::Exports<$plugin>;
+            #[cfg(target_family = "wasm")]
+            $crate::__private::export!(__SwitchboardExports with_types_in $crate::bindings);
+        };
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    use super::*;
+    use std::cell::RefCell;
+    use std::marker::PhantomData;
+
+    pub use crate::bindings::__export_full as export;
+    pub use wit_bindgen;
+
+    /// Implemented by [`register!`]: where this instance keeps its configured plugin value.
+    pub trait Registered: Plugin {
+        fn with_slot<R>(f: impl FnOnce(&RefCell<Option<Self>>) -> R) -> R;
+    }
+
+    /// The component's exports, forwarding to the registered [`Plugin`].
+    pub struct Exports<P>(PhantomData<P>);
+
+    fn not_configured() -> Deny {
+        Deny::unauthorized("plugin called before configure")
+    }
+
+    impl<P: Registered> lifecycle::Guest for Exports<P> {
+        fn configure(config_json: String) -> Result<(), String> {
+            let plugin = P::new(Config::from_json(config_json))?;
+            P::with_slot(|slot| *slot.borrow_mut() = Some(plugin));
+            Ok(())
+        }
+    }
+
+    impl<P: Registered> authenticator::Guest for Exports<P> {
+        fn authenticate(req: AuthRequest) -> Result<Identity, Deny> {
+            P::with_slot(|slot| match &*slot.borrow() {
+                Some(plugin) => plugin.authenticate(&req),
+                None => Err(not_configured()),
+            })
+        }
+    }
+
+    impl<P: Registered> policy::Guest for Exports<P> {
+        fn check(req: AuthRequest, identity: Identity) -> Result<(), Deny> {
+            P::with_slot(|slot| match &*slot.borrow() {
+                Some(plugin) => plugin.check_room(&req, &identity),
+                None => Err(not_configured()),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Settings {
+        keys: Vec<Key>,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Key {
+        alg: String,
+        size: u32,
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let err = Config::from_json(r#"{"keys":[{"alg":"HS256","size":1},{"alg":"x","size":"big"}]}"#)
+            .parse::<Settings>()
+            .unwrap_err();
+        assert!(err.starts_with("keys[1].size: invalid type"), "{err}");
+
+        let err = Config::from_json(r#"{"nope":1}"#)
+            .parse::<Settings>()
+            .unwrap_err();
+        assert!(err.contains("unknown field `nope`"), "{err}");
+    }
+
+    #[test]
+    fn builders_fill_fields() {
+        let id = Identity::new("bob").expires_at_ms(5).recheck_every_secs(7);
+        assert_eq!(id.subject, "bob");
+        assert_eq!(id.expires_at, Some(5));
+        assert_eq!(id.recheck_every_secs, Some(7));
+        assert_eq!(Deny::forbidden("no").kind, DenyKind::Forbidden);
+        assert_eq!(Action::Publish.as_str(), "publish");
+    }
+}
