@@ -1,0 +1,311 @@
+#!/usr/bin/env node
+// End-to-end browser check for Switchboard: headless Chromium with a fake camera and microphone
+// publishes on the embedded /publish page (WHIP) and plays on the embedded /play page (WHEP);
+// the play page's getStats() must show decoded video frames and received audio packets.
+//
+//   node browser.mjs <base-url> [--room NAME] [--token TOKEN] [--timeout-ms N]
+//
+// Environment: CHROMIUM_BIN (default /usr/bin/chromium).
+// Prints one JSON object on stdout (the result, also on failure); progress goes to stderr.
+// Exit status: 0 if media flowed end to end, 1 otherwise, 2 on bad usage.
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+];
+
+function usage(message) {
+  process.stderr.write(`${message}\nusage: node browser.mjs <base-url> [--room NAME] [--token TOKEN] [--timeout-ms N]\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const opts = { base: null, room: `e2e-${randomBytes(4).toString('hex')}`, token: '', timeoutMs: 45000 };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = () => {
+      if (i + 1 >= argv.length) usage(`${arg} needs a value`);
+      return argv[++i];
+    };
+    if (arg === '--room') opts.room = value();
+    else if (arg === '--token') opts.token = value();
+    else if (arg === '--timeout-ms') opts.timeoutMs = Number(value());
+    else if (arg.startsWith('--')) usage(`unknown option ${arg}`);
+    else if (opts.base === null) opts.base = arg;
+    else usage(`unexpected argument ${arg}`);
+  }
+  if (!opts.base) usage('missing <base-url>');
+  try {
+    opts.base = new URL(opts.base).href.replace(/\/+$/, '');
+  } catch {
+    usage(`not a URL: ${opts.base}`);
+  }
+  if (!Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0) usage('--timeout-ms must be a positive number');
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const started = Date.now();
+const deadline = started + opts.timeoutMs;
+const remaining = () => Math.max(1, deadline - Date.now());
+const log = (message) => process.stderr.write(`[browser-e2e +${((Date.now() - started) / 1000).toFixed(1)}s] ${message}\n`);
+
+class StepError extends Error {}
+
+/** Starts Chromium with exactly CHROMIUM_FLAGS and returns its DevTools WebSocket URL. */
+function launchChromium(bin, profile) {
+  const args = [...CHROMIUM_FLAGS, `--user-data-dir=${profile}`, '--remote-debugging-port=0', 'about:blank'];
+  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const stderrTail = [];
+  const endpoint = new Promise((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => reject(new StepError(`Chromium printed no DevTools endpoint within 20 s:\n${stderrTail.join('\n')}`)), Math.min(20000, remaining()));
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk) => {
+      buffered += chunk;
+      let nl;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        // D-Bus complaints are expected in containers and say nothing about the test.
+        if (line.trim() && !/dbus|unexpected operator/i.test(line)) {
+          stderrTail.push(line);
+          if (stderrTail.length > 40) stderrTail.shift();
+        }
+        const m = /DevTools listening on (ws:\/\/\S+)/.exec(line);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      }
+    });
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new StepError(`cannot start ${bin}: ${err.message}`));
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new StepError(`Chromium exited early (code ${code}, signal ${signal}):\n${stderrTail.join('\n')}`));
+    });
+  });
+  return { child, endpoint, stderrTail };
+}
+
+async function stopChromium(child) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Runs in the page: a summary of window.pc.getStats(). */
+async function pageStats() {
+  const pc = window.pc;
+  if (!pc) return null;
+  const report = await pc.getStats();
+  const byId = new Map();
+  report.forEach((s) => byId.set(s.id, s));
+  const result = { connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState, inbound: {}, outbound: {}, candidatePair: null };
+  for (const s of byId.values()) {
+    const codec = s.codecId && byId.get(s.codecId) ? byId.get(s.codecId).mimeType : null;
+    if (s.type === 'inbound-rtp') {
+      result.inbound[s.kind] = {
+        codec,
+        packetsReceived: s.packetsReceived ?? 0,
+        packetsLost: s.packetsLost ?? 0,
+        bytesReceived: s.bytesReceived ?? 0,
+        framesReceived: s.framesReceived ?? null,
+        framesDecoded: s.framesDecoded ?? null,
+        keyFramesDecoded: s.keyFramesDecoded ?? null,
+        frameWidth: s.frameWidth ?? null,
+        frameHeight: s.frameHeight ?? null,
+        pliCount: s.pliCount ?? null,
+        nackCount: s.nackCount ?? null,
+      };
+    } else if (s.type === 'outbound-rtp') {
+      result.outbound[s.kind] = {
+        codec,
+        packetsSent: s.packetsSent ?? 0,
+        bytesSent: s.bytesSent ?? 0,
+        framesEncoded: s.framesEncoded ?? null,
+        pliCount: s.pliCount ?? null,
+        nackCount: s.nackCount ?? null,
+      };
+    } else if (s.type === 'transport' && s.selectedCandidatePairId) {
+      const pair = byId.get(s.selectedCandidatePairId);
+      const local = pair && byId.get(pair.localCandidateId);
+      const remote = pair && byId.get(pair.remoteCandidateId);
+      if (pair) {
+        result.candidatePair = {
+          local: local ? `${local.candidateType} ${local.protocol} ${local.address}:${local.port}` : null,
+          remote: remote ? `${remote.candidateType} ${remote.protocol} ${remote.address}:${remote.port}` : null,
+          dtlsCipher: s.dtlsCipher ?? null,
+          srtpCipher: s.srtpCipher ?? null,
+        };
+      }
+    }
+  }
+  return result;
+}
+
+function pageStatus(page) {
+  return page.evaluate(() => {
+    const el = document.getElementById('status');
+    return { text: el ? el.textContent : null, state: el ? el.dataset.state : null };
+  });
+}
+
+/** Opens one of the embedded pages with autostart and collects its console for diagnostics. */
+async function openPage(context, kind, diagnostics) {
+  const page = await context.newPage();
+  const lines = [];
+  diagnostics[kind] = lines;
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' || msg.type() === 'warning') lines.push(`${msg.type()}: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => lines.push(`pageerror: ${err.message}`));
+  page.on('requestfailed', (req) => lines.push(`requestfailed: ${req.method()} ${req.url()} ${req.failure()?.errorText ?? ''}`));
+  page.on('response', (res) => {
+    if (res.status() >= 400) lines.push(`http ${res.status()}: ${res.request().method()} ${res.url()}`);
+  });
+  const query = new URLSearchParams({ room: opts.room, autostart: '1' });
+  if (opts.token) query.set('token', opts.token);
+  const url = `${opts.base}/${kind}?${query}`;
+  log(`open ${url.replace(/token=[^&]+/, 'token=***')}`);
+  const res = await page.goto(url, { timeout: remaining(), waitUntil: 'load' });
+  if (!res || !res.ok()) throw new StepError(`GET /${kind} answered ${res ? res.status() : 'nothing'}`);
+  return page;
+}
+
+/** Waits until the page's connection is up, failing fast if the page reports an error. */
+async function waitConnected(page, kind) {
+  try {
+    await page.waitForFunction(() => {
+      const status = document.getElementById('status');
+      return (window.pc && window.pc.connectionState === 'connected') || status.dataset.state === 'error';
+    }, null, { timeout: Math.min(remaining(), 25000), polling: 100 });
+  } catch {
+    const status = await pageStatus(page);
+    throw new StepError(`${kind}: not connected in time (status: "${status.text}", stats: ${JSON.stringify(await page.evaluate(pageStats))})`);
+  }
+  const status = await pageStatus(page);
+  if (status.state === 'error') throw new StepError(`${kind}: ${status.text}`);
+  log(`${kind}: ${status.text}`);
+}
+
+/** Polls getStats() in the page until `done(stats)` holds; returns the last stats. */
+async function pollStats(page, kind, what, done, limitMs) {
+  const until = Math.min(deadline, Date.now() + limitMs);
+  let stats = null;
+  while (Date.now() < until) {
+    stats = await page.evaluate(pageStats);
+    if (stats && done(stats)) return stats;
+    const status = await pageStatus(page);
+    if (status.state === 'error') throw new StepError(`${kind}: ${status.text}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new StepError(`${kind}: ${what} not seen in time; last stats: ${JSON.stringify(stats)}`);
+}
+
+/** Clicks Stop and returns the HTTP status of the DELETE the page sent for its session. */
+async function stopSession(page) {
+  await page.click('#stop', { timeout: Math.min(remaining(), 5000) });
+  await page.waitForFunction(() => window.session && window.session.state === 'closed' && window.session.deleteStatus !== null,
+    null, { timeout: Math.min(remaining(), 10000), polling: 100 }).catch(() => {});
+  return page.evaluate(() => (window.session ? window.session.deleteStatus : null));
+}
+
+/** Everything that must not outlive this process; released by `cleanup()`. */
+const resources = { profile: null, chromium: null, browser: null };
+
+async function cleanup() {
+  const { browser, chromium: child, profile } = resources;
+  resources.browser = resources.chromium = resources.profile = null;
+  if (browser) await browser.close().catch(() => {});
+  await stopChromium(child);
+  if (profile) await rm(profile, { recursive: true, force: true, maxRetries: 5 }).catch(() => {});
+}
+
+for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]]) {
+  process.once(signal, () => {
+    log(`${signal}: stopping Chromium`);
+    cleanup().finally(() => process.exit(code));
+  });
+}
+
+async function run(result, diagnostics) {
+  const bin = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+  const profile = await mkdtemp(path.join(tmpdir(), 'switchboard-e2e-chromium-'));
+  resources.profile = profile;
+  try {
+    const launched = launchChromium(bin, profile);
+    resources.chromium = launched.child;
+    const endpoint = await launched.endpoint;
+    diagnostics.chromiumStderr = launched.stderrTail;
+    const browser = await chromium.connectOverCDP(endpoint, { timeout: Math.min(remaining(), 15000) });
+    resources.browser = browser;
+    result.browserVersion = browser.version();
+    log(`connected to Chromium ${result.browserVersion}`);
+    const context = browser.contexts()[0] ?? (await browser.newContext());
+
+    const publisher = await openPage(context, 'publish', diagnostics);
+    await waitConnected(publisher, 'publish');
+    const pubStats = await pollStats(publisher, 'publish', 'outgoing video packets',
+      (s) => (s.outbound.video?.packetsSent ?? 0) > 0, 15000);
+    result.publish = { status: (await pageStatus(publisher)).text, stats: pubStats };
+
+    const viewer = await openPage(context, 'play', diagnostics);
+    await waitConnected(viewer, 'play');
+    const playStats = await pollStats(viewer, 'play', 'decoded video frames and audio packets',
+      (s) => (s.inbound.video?.framesDecoded ?? 0) > 0 && (s.inbound.audio?.packetsReceived ?? 0) > 0, 20000);
+    result.play = { status: (await pageStatus(viewer)).text, stats: playStats };
+    result.framesDecoded = playStats.inbound.video.framesDecoded;
+    result.audioPacketsReceived = playStats.inbound.audio.packetsReceived;
+    log(`play: framesDecoded=${result.framesDecoded} (${playStats.inbound.video.codec} ${playStats.inbound.video.frameWidth}x${playStats.inbound.video.frameHeight}), audio packets=${result.audioPacketsReceived}`);
+
+    result.play.deleteStatus = await stopSession(viewer);
+    result.publish.deleteStatus = await stopSession(publisher);
+    log(`DELETE: play ${result.play.deleteStatus}, publish ${result.publish.deleteStatus}`);
+    result.ok = true;
+  } finally {
+    await cleanup();
+  }
+}
+
+const result = { ok: false, base: opts.base, room: opts.room, framesDecoded: 0, audioPacketsReceived: 0, publish: null, play: null, error: null };
+const diagnostics = {};
+let timer;
+try {
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new StepError(`gave up after ${opts.timeoutMs} ms`)), opts.timeoutMs + 5000);
+  });
+  await Promise.race([run(result, diagnostics), timeout]);
+} catch (err) {
+  const message = err instanceof StepError ? err.message : (err && err.stack) || String(err);
+  result.error = message.replace(/\u001b\[[0-9;]*m/g, ''); // Playwright colours its call logs
+  result.diagnostics = diagnostics;
+  log(`FAILED: ${result.error}`);
+} finally {
+  clearTimeout(timer);
+  await cleanup();
+}
+result.elapsedMs = Date.now() - started;
+process.stdout.write(`${JSON.stringify(result)}\n`);
+process.exit(result.ok ? 0 : 1);
