@@ -1,0 +1,283 @@
+//! Configuration: built-in defaults < `config.toml` < `SWITCHBOARD_*` environment.
+//!
+//! Loaded once at start-up with figment. Every key is documented in the shipped
+//! `config.toml`; unknown keys are rejected so a typo never silently does nothing.
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+/// A configuration problem, naming the key at fault where figment knows it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Load(Box<figment::Error>),
+    #[error("invalid configuration: `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("configuration file {0} not found")]
+    Missing(String),
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        ConfigError::Load(Box::new(e))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub webrtc: WebrtcConfig,
+    pub rooms: RoomsConfig,
+    pub auth: AuthConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    // PLUGINS-FIELDS
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address the HTTP server (WHIP, WHEP, pages, health) listens on.
+    pub bind: SocketAddr,
+    /// Base URL clients reach us at (e.g. behind a reverse proxy). Empty: relative `Location`s.
+    pub public_url: String,
+    /// Largest accepted request body (SDP offers, trickle fragments), in bytes.
+    pub max_body_bytes: usize,
+    /// Origins allowed by CORS; `["*"]` allows any.
+    pub cors_origins: Vec<String>,
+    /// Seconds a signalling request may take before it is answered 503.
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebrtcConfig {
+    /// Local IPs to bind media sockets on. `0.0.0.0` means every non-loopback interface.
+    pub bind_ips: Vec<IpAddr>,
+    /// Inclusive UDP port range `[min, max]` for media; `[0, 0]` lets the OS choose.
+    pub udp_port_range: [u16; 2],
+    /// Public IPs advertised instead of local ones (1:1 NAT, e.g. a cloud VM's elastic IP).
+    pub public_ips: Vec<IpAddr>,
+    /// STUN/TURN servers used by the server and offered to clients in `Link` headers.
+    pub ice_servers: Vec<IceServerConfig>,
+    /// Seconds without ICE traffic before a session counts as disconnected.
+    pub ice_disconnected_timeout_secs: u64,
+    /// Seconds of disconnection before a session fails and is reaped.
+    pub ice_failed_timeout_secs: u64,
+    /// Seconds a new session may take to connect before it is reaped.
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServerConfig {
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub credential: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// What a second publisher to a busy room does: `replace` the current one or be `reject`ed (409).
+    pub on_publisher_conflict: PublisherConflict,
+    /// Minimum milliseconds between keyframe requests sent to a publisher.
+    pub keyframe_request_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PublisherConflict {
+    Replace,
+    Reject,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Allow running with no auth plugin on a non-loopback address. Off by default.
+    pub allow_unauthenticated_public: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token for `/admin/*` endpoints. Empty disables them (404).
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info` or `switchboard=debug,webrtc=warn`. `RUST_LOG` wins if set.
+    pub filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: HttpConfig {
+                bind: "127.0.0.1:8080".parse().expect("valid literal"),
+                public_url: String::new(),
+                max_body_bytes: 64 * 1024,
+                cors_origins: vec!["*".into()],
+                request_timeout_secs: 15,
+            },
+            webrtc: WebrtcConfig {
+                bind_ips: vec![IpAddr::from([0, 0, 0, 0]), IpAddr::from([127, 0, 0, 1])],
+                udp_port_range: [0, 0],
+                public_ips: vec![],
+                ice_servers: vec![],
+                ice_disconnected_timeout_secs: 5,
+                ice_failed_timeout_secs: 15,
+                connect_timeout_secs: 30,
+            },
+            rooms: RoomsConfig {
+                on_publisher_conflict: PublisherConflict::Replace,
+                keyframe_request_interval_ms: 500,
+            },
+            auth: AuthConfig {
+                allow_unauthenticated_public: false,
+            },
+            admin: AdminConfig {
+                token: String::new(),
+            },
+            log: LogConfig {
+                filter: "info".into(),
+            },
+            // PLUGINS-DEFAULTS
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file at `path` (which must exist), then the environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if !path.exists() {
+            return Err(ConfigError::Missing(path.display().to_string()));
+        }
+        Self::from_figment(Self::base().merge(Toml::file_exact(path)).merge(env()))
+    }
+
+    /// Defaults, then `toml` (no environment): for tests and embedding.
+    pub fn from_toml_str(toml: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Self::base().merge(Toml::string(toml)))
+    }
+
+    fn base() -> Figment {
+        Figment::from(Serialized::defaults(Config::default()))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let [min, max] = self.webrtc.udp_port_range;
+        if (min == 0) != (max == 0) || min > max {
+            return Err(ConfigError::Invalid {
+                key: "webrtc.udp_port_range",
+                message: format!(
+                    "expected [min, max] with 0 < min <= max, or [0, 0]; got [{min}, {max}]"
+                ),
+            });
+        }
+        if self.webrtc.bind_ips.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "webrtc.bind_ips",
+                message: "at least one IP is required (use \"0.0.0.0\" for all interfaces)".into(),
+            });
+        }
+        if !self.http.public_url.is_empty()
+            && !(self.http.public_url.starts_with("http://")
+                || self.http.public_url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "http.public_url",
+                message: format!(
+                    "expected an http:// or https:// URL, got {:?}",
+                    self.http.public_url
+                ),
+            });
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "http.max_body_bytes",
+                message: "must be at least 1024".into(),
+            });
+        }
+        for server in &self.webrtc.ice_servers {
+            for url in &server.urls {
+                if !["stun:", "stuns:", "turn:", "turns:"]
+                    .iter()
+                    .any(|p| url.starts_with(p))
+                {
+                    return Err(ConfigError::Invalid {
+                        key: "webrtc.ice_servers",
+                        message: format!("{url:?} is not a stun:, stuns:, turn: or turns: URL"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `SWITCHBOARD_HTTP__BIND=...` overrides `[http] bind`.
+fn env() -> Env {
+    Env::prefixed("SWITCHBOARD_").split("__")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let c = Config::from_toml_str("").unwrap();
+        assert!(c.http.bind.ip().is_loopback());
+        assert_eq!(c.rooms.on_publisher_conflict, PublisherConflict::Replace);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml_str("[http]\nbnd = \"x\"").unwrap_err().to_string();
+        assert!(err.contains("bnd"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let err = Config::from_toml_str("[http]\nbind = 12").unwrap_err().to_string();
+        assert!(err.contains("bind"), "{err}");
+    }
+
+    #[test]
+    fn bad_port_range_names_key() {
+        let err = Config::from_toml_str("[webrtc]\nudp_port_range = [5000, 10]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("webrtc.udp_port_range"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[http]\nbind = \"127.0.0.1:7000\"")?;
+            jail.set_env("SWITCHBOARD_HTTP__BIND", "127.0.0.1:9000");
+            let c = Config::load(Path::new("c.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(c.http.bind.port(), 9000);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,20 @@
+//! Switchboard: a WebRTC SFU (WHIP/WHEP) whose policy lives in WebAssembly plugins.
+//!
+//! Where things live:
+//! - [`signalling`]: the HTTP surface — WHIP, WHEP, session resources, health, pages.
+//! - [`sfu`]: the core — rooms, sessions, peer connections and the RTP forwarding hot path.
+//! - [`auth`]: the admission interface the core and HTTP layer ask before any work.
+//! - [`config`]: `config.toml` + environment, validated at start-up.
+//! - [`plugins`]: the WebAssembly plugin runtime that implements [`auth::Gatekeeper`].
+//! - [`events`]: session lifecycle events for webhooks and metrics.
+//! - [`server`]: wiring it all together and shutting down cleanly.
+//! - [`web`]: the embedded publish/play pages.
+
+pub mod auth;
+pub mod config;
+pub mod events;
+pub mod plugins;
+pub mod server;
+pub mod sfu;
+pub mod signalling;
+pub mod web;

@@ -1,0 +1,70 @@
+//! The `switchboard` binary: load config, start the server, stop on SIGINT/SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use std::path::PathBuf;
+use switchboard::config::Config;
+use switchboard::server::Server;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "WebRTC SFU (WHIP/WHEP) with WebAssembly policy plugins")]
+struct Cli {
+    /// Configuration file (TOML). Environment variables `SWITCHBOARD_<SECTION>__<KEY>` override it.
+    #[arg(long, short, default_value = "config.toml")]
+    config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    if cli.check {
+        println!("configuration OK");
+        return std::process::ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard: cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchboard: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let server = Server::start(config).await.context("start-up failed")?;
+    wait_for_stop_signal().await?;
+    tracing::info!("shutting down: closing sessions");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

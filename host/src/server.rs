@@ -1,0 +1,118 @@
+//! Wiring: config -> admission -> SFU -> HTTP, and an orderly shutdown.
+
+use crate::auth::{Gatekeeper, OpenGate};
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::sfu::Sfu;
+use crate::signalling::{self, AppState};
+use anyhow::{Context, bail};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A running Switchboard: HTTP server plus SFU.
+pub struct Server {
+    addr: SocketAddr,
+    sfu: Arc<Sfu>,
+    ready: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+    http: JoinHandle<()>,
+}
+
+impl Server {
+    /// Start serving on `config.http.bind` (port 0 picks a free one; see [`Server::http_addr`]).
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let gate = build_gate(&config).await?;
+        check_exposure(&config, gate.as_ref())?;
+
+        let events = EventBus::default();
+        let sfu = Sfu::new(&config, gate, events);
+        let ready = Arc::new(AtomicBool::new(false));
+        let state = AppState::new(&config, sfu.clone(), ready.clone());
+        let app = signalling::router(&config, state);
+
+        let listener = tokio::net::TcpListener::bind(config.http.bind)
+            .await
+            .with_context(|| format!("cannot listen on http.bind = {}", config.http.bind))?;
+        let addr = listener.local_addr()?;
+        let (stop, mut stopped) = watch::channel(false);
+        let http = tokio::spawn(async move {
+            let serve = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!(%addr, "switchboard listening");
+        Ok(Server {
+            addr,
+            sfu,
+            ready,
+            stop,
+            http,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn sfu(&self) -> &Arc<Sfu> {
+        &self.sfu
+    }
+
+    /// Stop taking work, close every session cleanly, then stop HTTP.
+    pub async fn shutdown(self) {
+        self.ready.store(false, Ordering::Relaxed);
+        self.sfu.close_all().await;
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(std::time::Duration::from_secs(5), self.http)
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP connections still open after 5 s; exiting anyway");
+        }
+        tracing::info!("switchboard stopped");
+    }
+}
+
+async fn build_gate(config: &Config) -> anyhow::Result<Arc<dyn Gatekeeper>> {
+    // PLUGIN-GATE
+    let _ = config;
+    Ok(Arc::new(OpenGate))
+}
+
+/// Refuse to expose an unauthenticated server beyond loopback unless told to.
+fn check_exposure(config: &Config, gate: &dyn Gatekeeper) -> anyhow::Result<()> {
+    if !gate.is_open() {
+        return Ok(());
+    }
+    let bind = config.http.bind;
+    if bind.ip().is_loopback() {
+        tracing::warn!(
+            "NO AUTHENTICATION CONFIGURED: anyone who can reach {bind} may publish and play. \
+             Configure an auth plugin ([[plugins]] in config.toml) before exposing this server."
+        );
+        return Ok(());
+    }
+    if !config.auth.allow_unauthenticated_public {
+        bail!(
+            "refusing to start: http.bind = {bind} is not a loopback address and no auth plugin \
+             is configured. Configure an auth plugin, or set auth.allow_unauthenticated_public = true \
+             to run an open server on purpose."
+        );
+    }
+    tracing::warn!(
+        "NO AUTHENTICATION CONFIGURED on public address {bind} \
+         (auth.allow_unauthenticated_public = true): anyone may publish and play."
+    );
+    Ok(())
+}

@@ -1,0 +1,374 @@
+//! The media hot path: one publisher track fanned out to many viewer tracks.
+//!
+//! The publisher's reader task calls [`TrackHub::forward`] once per incoming RTP packet. It
+//! loads the current viewer list (lock-free), rewrites the few header fields each viewer
+//! needs, and offers the packet to each viewer's send queue without waiting: a viewer whose
+//! queue is full loses that packet (NACK/keyframes recover it), so one slow or dead viewer
+//! never stalls the publisher or anyone else. Nothing here knows about plugins or HTTP.
+
+use arc_swap::ArcSwap;
+use futures::FutureExt;
+use parking_lot::Mutex;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::TrackRemote;
+
+/// Payload type that means "this viewer did not negotiate the codec; skip".
+const NO_PT: u8 = 0xff;
+
+/// Maps a publisher payload type to the payload type a viewer negotiated for the same codec.
+#[derive(Clone)]
+pub struct PtMap([u8; 128]);
+
+impl PtMap {
+    /// Pair codecs by MIME type, preferring an identical fmtp line (H.264 profiles, VP9
+    /// profiles) and falling back to the first codec of the same MIME type.
+    pub fn build(source: &[RTCRtpCodecParameters], viewer: &[RTCRtpCodecParameters]) -> PtMap {
+        let mut map = [NO_PT; 128];
+        for s in source {
+            if s.payload_type >= 128 || is_repair(&s.rtp_codec.mime_type) {
+                continue;
+            }
+            let same_mime = |v: &&RTCRtpCodecParameters| {
+                v.rtp_codec.mime_type.eq_ignore_ascii_case(&s.rtp_codec.mime_type)
+            };
+            let chosen = viewer
+                .iter()
+                .filter(same_mime)
+                .find(|v| v.rtp_codec.sdp_fmtp_line == s.rtp_codec.sdp_fmtp_line)
+                .or_else(|| viewer.iter().find(same_mime));
+            if let Some(v) = chosen {
+                map[s.payload_type as usize] = v.payload_type;
+            }
+        }
+        PtMap(map)
+    }
+
+    #[inline]
+    fn get(&self, pt: u8) -> u8 {
+        self.0.get(pt as usize).copied().unwrap_or(NO_PT)
+    }
+}
+
+fn is_repair(mime: &str) -> bool {
+    let m = mime.to_ascii_lowercase();
+    m.ends_with("/rtx") || m.ends_with("/ulpfec") || m.ends_with("/flexfec") || m.ends_with("/red")
+}
+
+/// One viewer's end of a hub: its outgoing track and the header values it needs.
+pub struct ViewerSink {
+    pub session_id: u64,
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    viewer_codecs: Vec<RTCRtpCodecParameters>,
+    pt_map: PtMap,
+    pub dropped: AtomicU64,
+}
+
+impl ViewerSink {
+    pub fn new(
+        session_id: u64,
+        track: Arc<TrackLocalStaticRTP>,
+        ssrc: u32,
+        viewer_codecs: Vec<RTCRtpCodecParameters>,
+    ) -> Self {
+        ViewerSink {
+            session_id,
+            track,
+            ssrc,
+            viewer_codecs,
+            pt_map: PtMap([NO_PT; 128]),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn with_source(&self, source: &[RTCRtpCodecParameters]) -> ViewerSink {
+        ViewerSink {
+            session_id: self.session_id,
+            track: self.track.clone(),
+            ssrc: self.ssrc,
+            viewer_codecs: self.viewer_codecs.clone(),
+            pt_map: PtMap::build(source, &self.viewer_codecs),
+            dropped: AtomicU64::new(self.dropped.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Offer one packet without waiting. Returns false if it was not queued.
+    #[inline]
+    fn offer(&self, packet: &rtp::Packet) -> bool {
+        let pt = self.pt_map.get(packet.header.payload_type);
+        if pt == NO_PT {
+            return false;
+        }
+        let mut out = packet.clone();
+        out.header.ssrc = self.ssrc;
+        out.header.payload_type = pt;
+        // `write_rtp` only awaits when the connection's driver queue is full; polling it once
+        // and dropping the future on `Pending` drops the packet instead of blocking.
+        match self.track.write_rtp(out).now_or_never() {
+            Some(Ok(())) => true,
+            _ => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+/// Keeps sequence numbers and timestamps continuous for viewers when the publisher changes
+/// (a reconnecting publisher starts at random values; viewers must not notice).
+#[derive(Default)]
+struct Continuity {
+    source_ssrc: Option<u32>,
+    seq_offset: u16,
+    ts_offset: u32,
+    last_seq: u16,
+    last_ts: u32,
+    last_at: Option<Instant>,
+    clock_rate: u32,
+}
+
+impl Continuity {
+    #[inline]
+    fn apply(&mut self, header: &mut rtp::header::Header) {
+        if self.source_ssrc != Some(header.ssrc) {
+            if let Some(at) = self.last_at {
+                // Continue one step after the last packet sent, advancing the clock by the
+                // wall time that passed so jitter buffers see a plausible gap.
+                let elapsed_ticks =
+                    (at.elapsed().as_secs_f64() * self.clock_rate as f64).max(1.0) as u32;
+                self.seq_offset = self.last_seq.wrapping_add(1).wrapping_sub(header.sequence_number);
+                self.ts_offset = self
+                    .last_ts
+                    .wrapping_add(elapsed_ticks)
+                    .wrapping_sub(header.timestamp);
+            }
+            self.source_ssrc = Some(header.ssrc);
+        }
+        header.sequence_number = header.sequence_number.wrapping_add(self.seq_offset);
+        header.timestamp = header.timestamp.wrapping_add(self.ts_offset);
+        self.last_seq = header.sequence_number;
+        self.last_ts = header.timestamp;
+        self.last_at = Some(Instant::now());
+    }
+}
+
+/// The current publisher track feeding a hub.
+struct Source {
+    track: Arc<dyn TrackRemote>,
+    media_ssrc: u32,
+}
+
+/// Counters a hub keeps; read by stats endpoints and tests.
+#[derive(Default)]
+pub struct HubStats {
+    pub received_packets: AtomicU64,
+    pub forwarded_packets: AtomicU64,
+    pub keyframe_requests: AtomicU64,
+}
+
+/// One media kind (audio or video) of a room: a source and its viewers.
+pub struct TrackHub {
+    viewers: ArcSwap<Vec<Arc<ViewerSink>>>,
+    source_codecs: ArcSwap<Vec<RTCRtpCodecParameters>>,
+    source: Mutex<Option<Source>>,
+    continuity: Mutex<Continuity>,
+    keyframe_interval: Duration,
+    last_keyframe_request: Mutex<Option<Instant>>,
+    pub stats: HubStats,
+}
+
+impl TrackHub {
+    pub fn new(keyframe_interval: Duration) -> Self {
+        TrackHub {
+            viewers: ArcSwap::from_pointee(Vec::new()),
+            source_codecs: ArcSwap::from_pointee(Vec::new()),
+            source: Mutex::new(None),
+            continuity: Mutex::new(Continuity::default()),
+            keyframe_interval,
+            last_keyframe_request: Mutex::new(None),
+            stats: HubStats::default(),
+        }
+    }
+
+    /// Called by the publisher's reader for every RTP packet. The hot path.
+    #[inline]
+    pub fn forward(&self, mut packet: rtp::Packet) {
+        self.stats.received_packets.fetch_add(1, Ordering::Relaxed);
+        // Header extension ids are negotiated per connection; the publisher's ids mean
+        // nothing to viewers, so strip them once here rather than per viewer.
+        if packet.header.extension {
+            packet.header.extension = false;
+            packet.header.extensions.clear();
+            packet.header.extension_profile = 0;
+        }
+        self.continuity.lock().apply(&mut packet.header);
+        let viewers = self.viewers.load();
+        let mut sent = 0;
+        for viewer in viewers.iter() {
+            sent += viewer.offer(&packet) as u64;
+        }
+        self.stats.forwarded_packets.fetch_add(sent, Ordering::Relaxed);
+    }
+
+    /// A publisher track starts feeding this hub (replacing any previous one).
+    pub fn attach_source(
+        &self,
+        track: Arc<dyn TrackRemote>,
+        media_ssrc: u32,
+        codecs: Vec<RTCRtpCodecParameters>,
+    ) {
+        self.continuity.lock().clock_rate = codecs
+            .first()
+            .map(|c| c.rtp_codec.clock_rate)
+            .unwrap_or(90_000);
+        *self.source.lock() = Some(Source { track, media_ssrc });
+        self.source_codecs.store(Arc::new(codecs));
+        self.remap_viewers();
+    }
+
+    /// The publisher track stopped; only clears it if it is still the current one.
+    pub fn detach_source(&self, track: &Arc<dyn TrackRemote>) {
+        let mut source = self.source.lock();
+        if source.as_ref().is_some_and(|s| Arc::ptr_eq(&s.track, track)) {
+            *source = None;
+        }
+    }
+
+    pub fn has_source(&self) -> bool {
+        self.source.lock().is_some()
+    }
+
+    pub fn add_viewer(&self, sink: ViewerSink) {
+        let sink = Arc::new(sink.with_source(&self.source_codecs.load()));
+        self.viewers.rcu(|list| {
+            let mut next = Vec::with_capacity(list.len() + 1);
+            next.extend(list.iter().filter(|v| v.session_id != sink.session_id).cloned());
+            next.push(sink.clone());
+            next
+        });
+    }
+
+    pub fn remove_viewer(&self, session_id: u64) {
+        self.viewers.rcu(|list| {
+            list.iter()
+                .filter(|v| v.session_id != session_id)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+    }
+
+    pub fn viewer_count(&self) -> usize {
+        self.viewers.load().len()
+    }
+
+    fn remap_viewers(&self) {
+        let codecs = self.source_codecs.load();
+        self.viewers.rcu(|list| {
+            list.iter()
+                .map(|v| Arc::new(v.with_source(&codecs)))
+                .collect::<Vec<_>>()
+        });
+    }
+
+    /// Ask the publisher for a keyframe (PLI), at most once per `keyframe_interval`.
+    pub fn request_keyframe(&self) {
+        let (track, media_ssrc) = {
+            let source = self.source.lock();
+            let Some(source) = source.as_ref() else { return };
+            let mut last = self.last_keyframe_request.lock();
+            if last.is_some_and(|t| t.elapsed() < self.keyframe_interval) {
+                return;
+            }
+            *last = Some(Instant::now());
+            (source.track.clone(), source.media_ssrc)
+        };
+        self.stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let pli = PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            };
+            if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
+                tracing::debug!(error = %e, "keyframe request not sent");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
+
+    fn codec(mime: &str, fmtp: &str, pt: u8) -> RTCRtpCodecParameters {
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: mime.into(),
+                clock_rate: 90000,
+                sdp_fmtp_line: fmtp.into(),
+                ..Default::default()
+            },
+            payload_type: pt,
+        }
+    }
+
+    #[test]
+    fn pt_map_prefers_matching_fmtp() {
+        let source = [
+            codec("video/VP8", "", 96),
+            codec("video/H264", "profile-level-id=42e01f;packetization-mode=1", 102),
+            codec("video/rtx", "apt=96", 97),
+        ];
+        let viewer = [
+            codec("video/H264", "profile-level-id=42001f;packetization-mode=1", 100),
+            codec("video/H264", "profile-level-id=42e01f;packetization-mode=1", 106),
+            codec("video/vp8", "", 120),
+        ];
+        let map = PtMap::build(&source, &viewer);
+        assert_eq!(map.get(96), 120);
+        assert_eq!(map.get(102), 106);
+        assert_eq!(map.get(97), NO_PT, "repair streams are not forwarded");
+        assert_eq!(map.get(200), NO_PT);
+    }
+
+    #[test]
+    fn continuity_across_publisher_switch() {
+        let mut c = Continuity {
+            clock_rate: 90000,
+            ..Default::default()
+        };
+        let mut h = rtp::header::Header {
+            ssrc: 1,
+            sequence_number: 100,
+            timestamp: 1000,
+            ..Default::default()
+        };
+        c.apply(&mut h);
+        assert_eq!((h.sequence_number, h.timestamp), (100, 1000));
+        let mut h2 = rtp::header::Header {
+            ssrc: 2,
+            sequence_number: 60000,
+            timestamp: 5,
+            ..Default::default()
+        };
+        c.apply(&mut h2);
+        assert_eq!(h2.sequence_number, 101);
+        assert!(h2.timestamp > 1000);
+        let mut h3 = rtp::header::Header {
+            ssrc: 2,
+            sequence_number: 60001,
+            timestamp: 3005,
+            ..Default::default()
+        };
+        c.apply(&mut h3);
+        assert_eq!(h3.sequence_number, 102);
+        assert_eq!(h3.timestamp, h2.timestamp + 3000);
+    }
+}

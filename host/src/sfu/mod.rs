@@ -1,0 +1,751 @@
+//! The SFU core: rooms, sessions and media forwarding.
+//!
+//! [`Sfu`] is what the HTTP layer talks to: it turns an SDP offer into a running publisher or
+//! viewer session and answers PATCH/DELETE on it. Admission is decided *before* anything
+//! here runs (see `crate::auth`); the core only enforces what it was told (expiry, re-check).
+//!
+//! - `peer`: building peer connections from the network config.
+//! - `room`: the publisher slot and the audio/video hubs of a room.
+//! - `forward`: the hot path, fan-out of RTP from the publisher's reader.
+//! - `session`: one WHIP/WHEP resource and its lifetime.
+//! - `trickle`: the `trickle-ice-sdpfrag` format of PATCH bodies.
+
+pub mod forward;
+pub mod peer;
+pub mod room;
+pub mod session;
+pub mod trickle;
+
+use crate::auth::{Action, AdmitRequest, Gatekeeper, Identity, RoomCounts};
+use crate::config::{Config, PublisherConflict};
+use crate::events::{Event, EventBus};
+use forward::ViewerSink;
+use parking_lot::Mutex;
+use peer::{DtlsSide, PeerFactory};
+use room::Room;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use session::{EndReason, PeerStates, Session};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, SystemTime};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCIceGatheringState,
+    RTCPeerConnectionState, RTCSessionDescription,
+};
+
+/// How long we wait for our own ICE candidates before answering anyway.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    #[error("room not found")]
+    RoomNotFound,
+    #[error("session not found")]
+    SessionNotFound,
+    #[error("ETag does not match the session's current state")]
+    PreconditionFailed,
+    #[error("invalid SDP offer: {0}")]
+    BadOffer(String),
+    #[error("invalid trickle-ice-sdpfrag: {0}")]
+    BadFragment(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("server is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A freshly created session, as the HTTP layer needs to answer it.
+pub struct Created {
+    pub session_id: String,
+    pub answer: String,
+    pub etag: String,
+}
+
+/// What a PATCH did.
+pub enum Patched {
+    /// Candidates added; nothing to send back (204).
+    Trickled,
+    /// ICE restarted; send this answer fragment with the new ETag (200).
+    Restarted { fragment: String, etag: String },
+}
+
+pub struct Sfu {
+    peers: PeerFactory,
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    gate: Arc<dyn Gatekeeper>,
+    events: EventBus,
+    conflict: PublisherConflict,
+    keyframe_interval: Duration,
+    connect_timeout: Duration,
+    next_key: AtomicU64,
+    shutting_down: std::sync::atomic::AtomicBool,
+}
+
+impl Sfu {
+    pub fn new(config: &Config, gate: Arc<dyn Gatekeeper>, events: EventBus) -> Arc<Sfu> {
+        Arc::new(Sfu {
+            peers: PeerFactory::new(config.webrtc.clone()),
+            rooms: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            gate,
+            events,
+            conflict: config.rooms.on_publisher_conflict,
+            keyframe_interval: Duration::from_millis(config.rooms.keyframe_request_interval_ms),
+            connect_timeout: Duration::from_secs(config.webrtc.connect_timeout_secs),
+            next_key: AtomicU64::new(1),
+            shutting_down: Default::default(),
+        })
+    }
+
+    pub fn gate(&self) -> &Arc<dyn Gatekeeper> {
+        &self.gate
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    pub fn counts(&self, room: &str) -> RoomCounts {
+        self.rooms
+            .lock()
+            .get(room)
+            .map(|r| r.counts())
+            .unwrap_or_default()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    pub fn room(&self, name: &str) -> Option<Arc<Room>> {
+        self.rooms.lock().get(name).cloned()
+    }
+
+    /// Look up a session by room and id, distinguishing an unknown room from an unknown id.
+    pub fn session(&self, room: &str, id: &str) -> Result<Arc<Session>, SfuError> {
+        let session = self.sessions.lock().get(id).cloned();
+        match session {
+            Some(s) if s.room.name == room => Ok(s),
+            _ if !self.rooms.lock().contains_key(room) => Err(SfuError::RoomNotFound),
+            _ => Err(SfuError::SessionNotFound),
+        }
+    }
+
+    fn checkout_room(&self, name: &str) -> Arc<Room> {
+        let mut rooms = self.rooms.lock();
+        let room = rooms
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(Room::new(name.to_owned(), self.keyframe_interval)))
+            .clone();
+        room.begin_pending();
+        room
+    }
+
+    fn release_room(&self, room: &Arc<Room>) {
+        let mut rooms = self.rooms.lock();
+        if room.is_idle()
+            && rooms
+                .get(&room.name)
+                .is_some_and(|current| Arc::ptr_eq(current, room))
+        {
+            rooms.remove(&room.name);
+        }
+    }
+
+    /// WHIP: start a publisher session in `room`.
+    pub async fn publish(
+        self: &Arc<Self>,
+        admit: AdmitRequest,
+        identity: Identity,
+        offer: String,
+    ) -> Result<Created, SfuError> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err(SfuError::ShuttingDown);
+        }
+        let room = self.checkout_room(&admit.room);
+        let result = self.start_publisher(&room, admit, identity, offer).await;
+        room.end_pending();
+        if result.is_err() {
+            self.release_room(&room);
+        }
+        result
+    }
+
+    async fn start_publisher(
+        self: &Arc<Self>,
+        room: &Arc<Room>,
+        admit: AdmitRequest,
+        identity: Identity,
+        offer: String,
+    ) -> Result<Created, SfuError> {
+        if self.conflict == PublisherConflict::Reject && room.publisher().is_some() {
+            return Err(SfuError::Conflict(format!(
+                "room {:?} already has a publisher",
+                room.name
+            )));
+        }
+        let states = Arc::new(PeerStates::default());
+        let handler = Arc::new(PeerHandler {
+            states: states.clone(),
+            publisher: Some(PublisherFeed {
+                room: room.clone(),
+                pc: OnceLock::new(),
+            }),
+        });
+        let pc = self
+            .peers
+            .build(handler.clone(), DtlsSide::from_offer(&offer))
+            .await
+            .map_err(|e| SfuError::Internal(e.to_string()))?;
+        if let Some(feed) = &handler.publisher {
+            let _ = feed.pc.set(Arc::downgrade(&pc));
+        }
+        let answer = match negotiate(&pc, &states, offer).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+        let session = self.register(room, Action::Publish, pc, identity, admit, states);
+        if let Some(previous) = room.set_publisher(&session.id) {
+            if let Some(old) = self.sessions.lock().get(&previous).cloned() {
+                old.end(EndReason::Replaced);
+            }
+        }
+        Ok(Created {
+            session_id: session.id.clone(),
+            etag: session.etag(),
+            answer,
+        })
+    }
+
+    /// WHEP: start a viewer session in `room`. The room need not have a publisher yet.
+    pub async fn play(
+        self: &Arc<Self>,
+        admit: AdmitRequest,
+        identity: Identity,
+        offer: String,
+    ) -> Result<Created, SfuError> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err(SfuError::ShuttingDown);
+        }
+        let room = self.checkout_room(&admit.room);
+        let result = self.start_viewer(&room, admit, identity, offer).await;
+        room.end_pending();
+        if result.is_err() {
+            self.release_room(&room);
+        }
+        result
+    }
+
+    async fn start_viewer(
+        self: &Arc<Self>,
+        room: &Arc<Room>,
+        admit: AdmitRequest,
+        identity: Identity,
+        offer: String,
+    ) -> Result<Created, SfuError> {
+        let states = Arc::new(PeerStates::default());
+        let handler = Arc::new(PeerHandler {
+            states: states.clone(),
+            publisher: None,
+        });
+        let pc = self
+            .peers
+            .build(handler, DtlsSide::from_offer(&offer))
+            .await
+            .map_err(|e| SfuError::Internal(e.to_string()))?;
+
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let mut outputs = Vec::with_capacity(2);
+        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+            match add_output_track(&pc, kind, key).await {
+                Ok(out) => outputs.push(out),
+                Err(e) => {
+                    let _ = pc.close().await;
+                    return Err(e);
+                }
+            }
+        }
+        let answer = match negotiate(&pc, &states, offer).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+        // What the viewer negotiated, per kind: the sink maps publisher codecs onto it.
+        let mut sinks = Vec::with_capacity(2);
+        for out in outputs {
+            let codecs = match out.sender.get_parameters().await {
+                Ok(p) => p.rtp_parameters.codecs,
+                Err(_) => continue,
+            };
+            if codecs.is_empty() {
+                continue; // the offer had no section of this kind
+            }
+            sinks.push((
+                out.kind,
+                ViewerSink::new(key, out.track.clone(), out.ssrc, codecs),
+                out.track,
+            ));
+        }
+        let session =
+            self.register_with_key(room, Action::Play, pc, identity, admit, states, key);
+        room.viewer_joined();
+        self.spawn_viewer_feed(&session, sinks);
+        Ok(Created {
+            session_id: session.id.clone(),
+            etag: session.etag(),
+            answer,
+        })
+    }
+
+    /// Attach the viewer's sinks once it is connected, and relay its keyframe requests.
+    fn spawn_viewer_feed(
+        &self,
+        session: &Arc<Session>,
+        sinks: Vec<(RtpCodecKind, ViewerSink, Arc<TrackLocalStaticRTP>)>,
+    ) {
+        let room = session.room.clone();
+        let mut connection = session.states.connection.subscribe();
+        let mut ending = session.ending();
+        let key = session.key;
+        tokio::spawn(async move {
+            // Wait until media can flow; the supervisor handles failure and timeouts.
+            loop {
+                if *connection.borrow_and_update() == RTCPeerConnectionState::Connected {
+                    break;
+                }
+                tokio::select! {
+                    changed = connection.changed() => if changed.is_err() { return },
+                    _ = ending.changed() => return,
+                }
+            }
+            if ending.borrow().is_some() {
+                return;
+            }
+            let mut rtcp_tasks = Vec::new();
+            for (kind, sink, track) in sinks {
+                room.hub(kind).add_viewer(sink);
+                if kind == RtpCodecKind::Video {
+                    room.video.request_keyframe();
+                    let room = room.clone();
+                    rtcp_tasks.push(tokio::spawn(async move {
+                        while let Some(event) = track.poll().await {
+                            let TrackLocalEvent::OnRtcpPacket(packets) = event else {
+                                continue;
+                            };
+                            if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+                                room.video.request_keyframe();
+                            }
+                        }
+                    }));
+                }
+            }
+            let _ = ending.wait_for(Option::is_some).await;
+            room.audio.remove_viewer(key);
+            room.video.remove_viewer(key);
+            for task in rtcp_tasks {
+                task.abort();
+            }
+        });
+    }
+
+    fn register(
+        self: &Arc<Self>,
+        room: &Arc<Room>,
+        action: Action,
+        pc: Arc<dyn PeerConnection>,
+        identity: Identity,
+        admit: AdmitRequest,
+        states: Arc<PeerStates>,
+    ) -> Arc<Session> {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        self.register_with_key(room, action, pc, identity, admit, states, key)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn register_with_key(
+        self: &Arc<Self>,
+        room: &Arc<Room>,
+        action: Action,
+        pc: Arc<dyn PeerConnection>,
+        identity: Identity,
+        admit: AdmitRequest,
+        states: Arc<PeerStates>,
+        key: u64,
+    ) -> Arc<Session> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let session = Arc::new(Session::new(
+            id.clone(),
+            key,
+            room.clone(),
+            action,
+            pc,
+            identity,
+            admit,
+            states,
+        ));
+        self.sessions.lock().insert(id.clone(), session.clone());
+        tracing::info!(session = %id, room = %room.name, %action, subject = %session.identity.subject, "session started");
+        self.events.publish(Event::SessionStarted {
+            session: id,
+            room: room.name.clone(),
+            action,
+            subject: session.identity.subject.clone(),
+        });
+        tokio::spawn(self.clone().supervise(session.clone()));
+        session
+    }
+
+    /// Runs for the life of a session and is the only place it is torn down.
+    async fn supervise(self: Arc<Self>, session: Arc<Session>) {
+        let mut connection = session.states.connection.subscribe();
+        let mut ending = session.ending();
+        let connect_deadline = tokio::time::sleep(self.connect_timeout);
+        tokio::pin!(connect_deadline);
+        let mut connected = false;
+        let expiry = session.identity.expires_at.map(|at| {
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        });
+        let expiry_sleep = tokio::time::sleep(expiry.unwrap_or(Duration::MAX / 4));
+        tokio::pin!(expiry_sleep);
+        let mut recheck = session.identity.recheck_every.map(|every| {
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
+
+        loop {
+            tokio::select! {
+                _ = ending.changed() => break,
+                changed = connection.changed() => {
+                    if changed.is_err() { session.end(EndReason::PeerClosed); continue; }
+                    match *connection.borrow_and_update() {
+                        RTCPeerConnectionState::Connected => connected = true,
+                        RTCPeerConnectionState::Failed => session.end(EndReason::IceFailed),
+                        RTCPeerConnectionState::Closed => session.end(EndReason::PeerClosed),
+                        _ => {}
+                    }
+                }
+                _ = &mut connect_deadline, if !connected => session.end(EndReason::ConnectTimeout),
+                _ = &mut expiry_sleep, if expiry.is_some() => session.end(EndReason::Expired),
+                _ = async { recheck.as_mut().expect("guarded").tick().await }, if recheck.is_some() => {
+                    let mut req = session.admit.clone();
+                    req.counts = session.room.counts();
+                    if let Err(denied) = self.gate.recheck(&req, &session.identity).await {
+                        session.end(EndReason::Revoked(denied.to_string()));
+                    }
+                }
+            }
+        }
+
+        let reason = ending
+            .borrow()
+            .clone()
+            .unwrap_or(EndReason::PeerClosed);
+        self.teardown(&session, reason).await;
+    }
+
+    async fn teardown(&self, session: &Arc<Session>, reason: EndReason) {
+        self.sessions.lock().remove(&session.id);
+        let room = &session.room;
+        match session.action {
+            Action::Publish => room.clear_publisher(&session.id),
+            Action::Play => room.viewer_left(),
+        }
+        let _ = session.pc.close().await;
+        self.release_room(room);
+        match &reason {
+            EndReason::Expired | EndReason::Revoked(_) => tracing::warn!(
+                session = %session.id, room = %room.name, action = %session.action,
+                subject = %session.identity.subject, %reason, "session ended by policy"
+            ),
+            _ => tracing::info!(
+                session = %session.id, room = %room.name, action = %session.action,
+                %reason, "session ended"
+            ),
+        }
+        self.events.publish(Event::SessionEnded {
+            session: session.id.clone(),
+            room: room.name.clone(),
+            action: session.action,
+            subject: session.identity.subject.clone(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// DELETE on a session resource.
+    pub fn delete(&self, room: &str, id: &str) -> Result<(), SfuError> {
+        let session = self.session(room, id)?;
+        session.end(EndReason::Deleted);
+        Ok(())
+    }
+
+    /// PATCH on a session resource: trickle candidates, or an ICE restart when the fragment
+    /// carries new credentials.
+    pub async fn patch(
+        &self,
+        room: &str,
+        id: &str,
+        if_match: Option<&str>,
+        body: &[u8],
+    ) -> Result<Patched, SfuError> {
+        let session = self.session(room, id)?;
+        if let Some(tag) = if_match
+            && !session.etag_matches(tag)
+        {
+            return Err(SfuError::PreconditionFailed);
+        }
+        let frag =
+            trickle::SdpFrag::parse(body).map_err(|e| SfuError::BadFragment(e.to_string()))?;
+        let _guard = session.patch_lock.lock().await;
+        let remote = session
+            .pc
+            .remote_description()
+            .await
+            .ok_or_else(|| SfuError::Internal("session has no remote description".into()))?;
+        let current = trickle::ice_credentials(&remote.sdp);
+
+        let restart = match (&frag.ufrag, &frag.pwd) {
+            (Some(u), Some(p)) => current.as_ref().is_none_or(|(cu, cp)| cu != u || cp != p),
+            _ => false,
+        };
+        let first_mid = first_mid(&remote.sdp);
+
+        let outcome = if restart {
+            let (ufrag, pwd) = (frag.ufrag.as_deref().unwrap_or_default(), frag.pwd.as_deref().unwrap_or_default());
+            let offer = RTCSessionDescription::offer(trickle::restart_offer(&remote.sdp, ufrag, pwd))
+                .map_err(|e| SfuError::BadFragment(e.to_string()))?;
+            let answer = negotiate_desc(&session.pc, &session.states, offer).await?;
+            let etag = session.rotate_etag();
+            tracing::info!(session = %session.id, "ICE restart");
+            Patched::Restarted {
+                fragment: trickle::answer_fragment(&answer),
+                etag,
+            }
+        } else {
+            Patched::Trickled
+        };
+
+        let ufrag = frag.ufrag.clone().or(current.map(|c| c.0));
+        for (mid, candidate) in frag.candidates {
+            let init = RTCIceCandidateInit {
+                candidate,
+                sdp_mid: mid.or_else(|| first_mid.clone()),
+                sdp_mline_index: None,
+                username_fragment: ufrag.clone(),
+                url: None,
+            };
+            if let Err(e) = session.pc.add_ice_candidate(init).await {
+                return Err(SfuError::BadFragment(format!("candidate rejected: {e}")));
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// End every session (graceful shutdown) and wait briefly for them to close.
+    pub async fn close_all(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        let sessions: Vec<_> = self.sessions.lock().values().cloned().collect();
+        for s in &sessions {
+            s.end(EndReason::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.session_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn first_mid(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=mid:").map(str::to_owned))
+}
+
+/// Apply an offer string and produce our complete answer (with candidates).
+async fn negotiate(
+    pc: &Arc<dyn PeerConnection>,
+    states: &PeerStates,
+    offer: String,
+) -> Result<String, SfuError> {
+    let offer = RTCSessionDescription::offer(offer).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    negotiate_desc(pc, states, offer).await
+}
+
+async fn negotiate_desc(
+    pc: &Arc<dyn PeerConnection>,
+    states: &PeerStates,
+    offer: RTCSessionDescription,
+) -> Result<String, SfuError> {
+    let mut gathering = states.gathering.subscribe();
+    gathering.mark_unchanged();
+    pc.set_remote_description(offer)
+        .await
+        .map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    let answer = pc
+        .create_answer(None)
+        .await
+        .map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    pc.set_local_description(answer)
+        .await
+        .map_err(|e| SfuError::Internal(e.to_string()))?;
+    // Answer with every candidate we have (clients that never trickle need them), but never
+    // wait longer than GATHER_TIMEOUT for a slow STUN server.
+    let _ = tokio::time::timeout(
+        GATHER_TIMEOUT,
+        gathering.wait_for(|s| *s == RTCIceGatheringState::Complete),
+    )
+    .await;
+    pc.local_description()
+        .await
+        .map(|d| d.sdp)
+        .ok_or_else(|| SfuError::Internal("no local description".into()))
+}
+
+struct OutputTrack {
+    kind: RtpCodecKind,
+    track: Arc<TrackLocalStaticRTP>,
+    sender: Arc<dyn webrtc::rtp_transceiver::RtpSender>,
+    ssrc: u32,
+}
+
+async fn add_output_track(
+    pc: &Arc<dyn PeerConnection>,
+    kind: RtpCodecKind,
+    key: u64,
+) -> Result<OutputTrack, SfuError> {
+    let ssrc = rand::random::<u32>();
+    let (label, codec) = match kind {
+        RtpCodecKind::Audio => (
+            "audio",
+            RTCRtpCodec {
+                mime_type: "audio/opus".into(),
+                clock_rate: 48000,
+                channels: 2,
+                ..Default::default()
+            },
+        ),
+        _ => (
+            "video",
+            RTCRtpCodec {
+                mime_type: "video/VP8".into(),
+                clock_rate: 90000,
+                ..Default::default()
+            },
+        ),
+    };
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("switchboard-{key}"),
+        format!("{label}-{key}"),
+        label.to_owned(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )));
+    let sender = pc
+        .add_track(track.clone() as Arc<dyn TrackLocal>)
+        .await
+        .map_err(|e| SfuError::Internal(e.to_string()))?;
+    Ok(OutputTrack {
+        kind,
+        track,
+        sender,
+        ssrc,
+    })
+}
+
+fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
+    use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+    use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+/// The publisher side of a handler: where incoming tracks go.
+struct PublisherFeed {
+    room: Arc<Room>,
+    pc: OnceLock<Weak<dyn PeerConnection>>,
+}
+
+/// Receives peer-connection callbacks from the webrtc driver. Must never block it.
+struct PeerHandler {
+    states: Arc<PeerStates>,
+    publisher: Option<PublisherFeed>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for PeerHandler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        self.states.gathering.send_replace(state);
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.states.connection.send_replace(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let Some(feed) = &self.publisher else {
+            return; // viewers only receive nothing we forward
+        };
+        let room = feed.room.clone();
+        let pc = feed.pc.get().and_then(Weak::upgrade);
+        tokio::spawn(async move {
+            let kind = track.kind().await;
+            let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
+                return;
+            };
+            let codecs = match pc {
+                Some(pc) => receiver_codecs(&pc, &track).await,
+                None => Vec::new(),
+            };
+            let hub = room.hub(kind);
+            hub.attach_source(track.clone(), media_ssrc, codecs);
+            if kind == RtpCodecKind::Video {
+                hub.request_keyframe();
+            }
+            // The publisher's reader: one read per packet, fanned out in place.
+            while let Some(event) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    hub.forward(packet);
+                }
+            }
+            hub.detach_source(&track);
+        });
+    }
+}
+
+/// The codecs negotiated on the receiver that owns `track`.
+async fn receiver_codecs(
+    pc: &Arc<dyn PeerConnection>,
+    track: &Arc<dyn TrackRemote>,
+) -> Vec<rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters> {
+    let id = track.track_id().await;
+    for receiver in pc.get_receivers().await {
+        if receiver.track().track_id().await == id
+            && let Ok(params) = receiver.get_parameters().await
+        {
+            return params.rtp_parameters.codecs;
+        }
+    }
+    Vec::new()
+}

@@ -1,0 +1,168 @@
+//! Building `PeerConnection`s with the deployment's network settings.
+//!
+//! Everything about *how* sockets and ICE are set up lives here, so the rest of the SFU core
+//! deals only in connected peers and tracks. A future single-port UDP mux (a custom
+//! `webrtc::runtime::Runtime` wrapping sockets) slots in here without touching forwarding.
+
+use crate::config::WebrtcConfig;
+use rtc::peer_connection::transport::RTCIceCandidateType;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use webrtc::peer_connection::{
+    CipherSuiteId, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceServer, Registry, SettingEngineBuilder, SrtpProtectionProfile,
+    register_default_interceptors,
+};
+
+/// Which DTLS role the remote offer leaves to us, read from its `a=setup:` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtlsSide {
+    /// Offer said `actpass`/`active`: we answer `passive` and run the DTLS server.
+    Server,
+    /// Offer said `passive`: we are the DTLS client and must accept RSA or ECDSA servers.
+    Client,
+}
+
+impl DtlsSide {
+    pub fn from_offer(sdp: &str) -> DtlsSide {
+        if sdp.lines().any(|l| l.trim_end() == "a=setup:passive") {
+            DtlsSide::Client
+        } else {
+            DtlsSide::Server
+        }
+    }
+}
+
+/// Makes peer connections for publishers and viewers.
+pub struct PeerFactory {
+    config: WebrtcConfig,
+    ice_servers: Vec<RTCIceServer>,
+    next_port: AtomicU32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("could not create peer connection: {0}")]
+    Build(String),
+    #[error("no free UDP port in range {0}-{1}")]
+    NoPort(u16, u16),
+}
+
+impl PeerFactory {
+    pub fn new(config: WebrtcConfig) -> Self {
+        let ice_servers = config
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let [min, _] = config.udp_port_range;
+        PeerFactory {
+            config,
+            ice_servers,
+            next_port: AtomicU32::new(min as u32),
+        }
+    }
+
+    pub fn config(&self) -> &WebrtcConfig {
+        &self.config
+    }
+
+    /// Build a connection ready for `set_remote_description`.
+    pub async fn build(
+        &self,
+        handler: Arc<dyn PeerConnectionEventHandler>,
+        dtls: DtlsSide,
+    ) -> Result<Arc<dyn PeerConnection>, PeerError> {
+        let [min, max] = self.config.udp_port_range;
+        if min == 0 {
+            return self.build_on_port(handler, dtls, 0).await;
+        }
+        // Walk the range round-robin; a port some other process holds makes the build fail
+        // and we move on. Bounded so a full range answers instead of spinning.
+        let span = (max - min) as u32 + 1;
+        let attempts = span.min(64);
+        for _ in 0..attempts {
+            let n = self.next_port.fetch_add(1, Ordering::Relaxed);
+            let port = min as u32 + (n.wrapping_sub(min as u32)) % span;
+            match self.build_on_port(handler.clone(), dtls, port as u16).await {
+                Ok(pc) => return Ok(pc),
+                Err(PeerError::Build(e)) => {
+                    tracing::debug!(port, error = %e, "UDP port unavailable, trying next");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(PeerError::NoPort(min, max))
+    }
+
+    async fn build_on_port(
+        &self,
+        handler: Arc<dyn PeerConnectionEventHandler>,
+        dtls: DtlsSide,
+        port: u16,
+    ) -> Result<Arc<dyn PeerConnection>, PeerError> {
+        let err = |e: webrtc::error::Error| PeerError::Build(e.to_string());
+        let mut media = MediaEngine::default();
+        media.register_default_codecs().map_err(err)?;
+        let registry = register_default_interceptors(Registry::new(), &mut media).map_err(err)?;
+
+        let mut settings = SettingEngineBuilder::new()
+            .with_include_loopback_candidate(true)
+            .with_ice_timeouts(
+                Some(Duration::from_secs(self.config.ice_disconnected_timeout_secs)),
+                Some(Duration::from_secs(self.config.ice_failed_timeout_secs)),
+                Some(Duration::from_secs(2)),
+            )
+            // GCM first: cheaper per packet than AES-CM + HMAC-SHA1, and what browsers prefer.
+            .with_srtp_protection_profiles(vec![
+                SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+                SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
+                SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+                SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32,
+            ]);
+        if dtls == DtlsSide::Server {
+            // Our certificate is ECDSA: as DTLS server only ECDSA suites can complete. As a
+            // client (offer said passive) the defaults stay, so RSA-certificate servers work.
+            settings = settings.with_dtls_cipher_suites(vec![
+                CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256,
+                CipherSuiteId::Tls_Ecdhe_Ecdsa_With_ChaCha20_Poly1305_Sha256,
+                CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_256_Cbc_Sha,
+            ]);
+        }
+        if !self.config.public_ips.is_empty() {
+            settings = settings.with_nat_1to1_ips(
+                self.config.public_ips.iter().map(IpAddr::to_string).collect(),
+                RTCIceCandidateType::Host,
+            );
+        }
+
+        let configuration = RTCConfigurationBuilder::new()
+            .with_ice_servers(self.ice_servers.clone())
+            .build();
+        let udp_addrs: Vec<SocketAddr> = self
+            .config
+            .bind_ips
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect();
+
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(configuration)
+            .with_media_engine(media)
+            .with_setting_engine(settings.build())
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_udp_addrs(udp_addrs)
+            .build()
+            .await
+            .map_err(err)?;
+        Ok(Arc::new(pc))
+    }
+}

@@ -1,0 +1,146 @@
+//! A WHIP or WHEP session: one peer connection, its HTTP resource state, and its lifetime.
+//!
+//! Each session has a supervisor task that ends it when ICE fails, the client never
+//! connects, its identity expires, a periodic re-check denies it, or it is deleted —
+//! whichever comes first — and then releases everything it held.
+
+use super::room::Room;
+use crate::auth::{Action, AdmitRequest, Identity};
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+use webrtc::peer_connection::{PeerConnection, RTCIceGatheringState, RTCPeerConnectionState};
+
+/// Why a session ended; logged and sent with the `SessionEnded` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    Deleted,
+    Replaced,
+    IceFailed,
+    ConnectTimeout,
+    PeerClosed,
+    Expired,
+    Revoked(String),
+    Shutdown,
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::Deleted => f.write_str("deleted by client"),
+            EndReason::Replaced => f.write_str("replaced by a new publisher"),
+            EndReason::IceFailed => f.write_str("ICE failed"),
+            EndReason::ConnectTimeout => f.write_str("did not connect in time"),
+            EndReason::PeerClosed => f.write_str("peer connection closed"),
+            EndReason::Expired => f.write_str("credential expired"),
+            EndReason::Revoked(why) => write!(f, "authorization revoked: {why}"),
+            EndReason::Shutdown => f.write_str("server shutting down"),
+        }
+    }
+}
+
+/// Peer connection state, observed by the supervisor and by PATCH handling.
+pub struct PeerStates {
+    pub connection: watch::Sender<RTCPeerConnectionState>,
+    pub gathering: watch::Sender<RTCIceGatheringState>,
+}
+
+impl Default for PeerStates {
+    fn default() -> Self {
+        PeerStates {
+            connection: watch::channel(RTCPeerConnectionState::New).0,
+            gathering: watch::channel(RTCIceGatheringState::New).0,
+        }
+    }
+}
+
+pub struct Session {
+    pub id: String,
+    /// Small numeric id used on the hot path to find this viewer's sink.
+    pub key: u64,
+    pub room: Arc<Room>,
+    pub action: Action,
+    pub pc: Arc<dyn PeerConnection>,
+    pub identity: Identity,
+    pub admit: AdmitRequest,
+    pub states: Arc<PeerStates>,
+    pub created_at: Instant,
+    etag: Mutex<String>,
+    end: watch::Sender<Option<EndReason>>,
+    /// Serialises PATCH handling (ICE restarts) for this session.
+    pub patch_lock: tokio::sync::Mutex<()>,
+}
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        key: u64,
+        room: Arc<Room>,
+        action: Action,
+        pc: Arc<dyn PeerConnection>,
+        identity: Identity,
+        admit: AdmitRequest,
+        states: Arc<PeerStates>,
+    ) -> Self {
+        Session {
+            id,
+            key,
+            room,
+            action,
+            pc,
+            identity,
+            admit,
+            states,
+            created_at: Instant::now(),
+            etag: Mutex::new(new_etag()),
+            end: watch::channel(None).0,
+            patch_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The current entity tag, quoted as sent in `ETag` headers.
+    pub fn etag(&self) -> String {
+        self.etag.lock().clone()
+    }
+
+    pub fn rotate_etag(&self) -> String {
+        let tag = new_etag();
+        *self.etag.lock() = tag.clone();
+        tag
+    }
+
+    /// Does a client-sent `If-Match`/`ETag` value name the current state?
+    pub fn etag_matches(&self, given: &str) -> bool {
+        let current = self.etag.lock();
+        given
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == current.as_str() || t.trim_matches('"') == current.trim_matches('"'))
+    }
+
+    /// Ask the supervisor to end the session. Idempotent; the first reason wins.
+    pub fn end(&self, reason: EndReason) {
+        self.end.send_if_modified(|slot| {
+            if slot.is_none() {
+                *slot = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn ending(&self) -> watch::Receiver<Option<EndReason>> {
+        self.end.subscribe()
+    }
+
+    pub fn is_ending(&self) -> bool {
+        self.end.borrow().is_some()
+    }
+}
+
+fn new_etag() -> String {
+    format!("\"{}\"", uuid::Uuid::new_v4().simple())
+}

@@ -1,0 +1,342 @@
+//! Signalling: the HTTP surface (WHIP, WHEP, session resources, health, pages).
+//!
+//! - `POST /whip/{room}` / `POST /whep/{room}`: SDP offer in, `201 Created` with the answer,
+//!   `Location` of the session resource and an `ETag` (RFC 9725).
+//! - `PATCH /{whip|whep}/{room}/{session}`: trickle candidates or ICE restart.
+//! - `DELETE /{whip|whep}/{room}/{session}`: end the session.
+//! - `OPTIONS` on all of them: CORS preflight or capability discovery.
+//! - `GET /healthz`, `GET /readyz`, and the embedded pages.
+//!
+//! Admission (`crate::auth`) is asked before any WebRTC work starts.
+
+pub mod error;
+
+use crate::auth::{Action, AdmitRequest};
+use crate::config::Config;
+use crate::sfu::{Patched, Sfu};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+pub use error::ApiError;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+const SDP: &str = "application/sdp";
+const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+/// Methods a session resource supports; also what clients look for before trickling.
+const ALLOW_METHODS: &str = "OPTIONS, POST, PATCH, DELETE";
+
+/// Shared state of the HTTP layer.
+#[derive(Clone)]
+pub struct AppState {
+    pub sfu: Arc<Sfu>,
+    pub public_url: Arc<str>,
+    pub ice_links: Arc<[HeaderValue]>,
+    pub request_timeout: Duration,
+    pub ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(config: &Config, sfu: Arc<Sfu>, ready: Arc<AtomicBool>) -> Self {
+        AppState {
+            sfu,
+            public_url: config.http.public_url.trim_end_matches('/').into(),
+            ice_links: ice_server_links(config).into(),
+            request_timeout: Duration::from_secs(config.http.request_timeout_secs),
+            ready,
+        }
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(config: &Config, state: AppState) -> Router {
+    let session_routes = Router::new()
+        .route("/whip/{room}", post(whip).options(options_endpoint))
+        .route("/whep/{room}", post(whep).options(options_endpoint))
+        .route(
+            "/whip/{room}/{session}",
+            axum::routing::patch(patch_session)
+                .delete(delete_session)
+                .options(options_session),
+        )
+        .route(
+            "/whep/{room}/{session}",
+            axum::routing::patch(patch_session)
+                .delete(delete_session)
+                .options(options_session),
+        )
+        .layer(DefaultBodyLimit::max(config.http.max_body_bytes));
+
+    Router::new()
+        .merge(session_routes)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(crate::web::routes())
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not found") })
+        .layer(cors_layer(config))
+        .with_state(state)
+}
+
+fn cors_layer(config: &Config) -> CorsLayer {
+    let origins = &config.http.cors_origins;
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::ETAG,
+        ])
+        .expose_headers([
+            header::LOCATION,
+            header::ETAG,
+            header::LINK,
+            HeaderName::from_static("accept-patch"),
+            HeaderName::from_static("accept-post"),
+        ])
+        .max_age(Duration::from_secs(86400))
+}
+
+/// `Link: <stun:...>; rel="ice-server"` values (RFC 9725 §4.6).
+fn ice_server_links(config: &Config) -> Vec<HeaderValue> {
+    let mut links = Vec::new();
+    for server in &config.webrtc.ice_servers {
+        for url in &server.urls {
+            let mut link = format!("<{url}>; rel=\"ice-server\"");
+            if !server.username.is_empty() {
+                link.push_str(&format!(
+                    "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                    server.username, server.credential
+                ));
+            }
+            if let Ok(v) = HeaderValue::from_str(&link) {
+                links.push(v);
+            }
+        }
+    }
+    links
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn whip(
+    state: State<AppState>,
+    room: Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    create_session(state, room, peer, headers, body, Action::Publish).await
+}
+
+async fn whep(
+    state: State<AppState>,
+    room: Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    create_session(state, room, peer, headers, body, Action::Play).await
+}
+
+async fn create_session(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    body: Bytes,
+    action: Action,
+) -> Result<Response, ApiError> {
+    validate_room(&room)?;
+    require_content_type(&headers, SDP)?;
+    let offer = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "SDP offer is not UTF-8 text"))?;
+    if !offer.trim_start().starts_with("v=0") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid SDP offer: must start with v=0",
+        ));
+    }
+    let admit = AdmitRequest {
+        counts: state.sfu.counts(&room),
+        room: room.clone(),
+        action,
+        credential: bearer(&headers),
+        remote_addr: Some(peer),
+    };
+    let identity = state.sfu.gate().admit(&admit).await?;
+
+    // Run session set-up in its own task: if the client hangs up mid-request, the session
+    // still completes or fails cleanly instead of leaving a half-built peer connection.
+    let sfu = state.sfu.clone();
+    let offer = offer.to_owned();
+    let task = tokio::spawn(async move {
+        match action {
+            Action::Publish => sfu.publish(admit, identity, offer).await,
+            Action::Play => sfu.play(admit, identity, offer).await,
+        }
+    });
+    let created = tokio::time::timeout(state.request_timeout, task)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "session set-up timed out"))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("session set-up failed: {e}")))??;
+
+    let kind = match action {
+        Action::Publish => "whip",
+        Action::Play => "whep",
+    };
+    let location = format!("{}/{kind}/{room}/{}", state.public_url, created.session_id);
+    let mut response = (StatusCode::CREATED, created.answer).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
+    h.insert(header::LOCATION, header_value(&location)?);
+    h.insert(header::ETAG, header_value(&created.etag)?);
+    h.insert(
+        HeaderName::from_static("accept-patch"),
+        HeaderValue::from_static(SDPFRAG),
+    );
+    for link in state.ice_links.iter() {
+        h.append(header::LINK, link.clone());
+    }
+    Ok(response)
+}
+
+async fn patch_session(
+    State(state): State<AppState>,
+    Path((room, session)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_content_type(&headers, SDPFRAG)?;
+    // Liberal in what we accept: some clients send the tag back as `ETag` instead of `If-Match`.
+    let tag = headers
+        .get(header::IF_MATCH)
+        .or_else(|| headers.get(header::ETAG))
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let outcome = tokio::time::timeout(
+        state.request_timeout,
+        state.sfu.patch(&room, &session, tag, &body),
+    )
+    .await
+    .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ICE restart timed out"))??;
+    Ok(match outcome {
+        Patched::Trickled => StatusCode::NO_CONTENT.into_response(),
+        Patched::Restarted { fragment, etag } => {
+            let mut r = (StatusCode::OK, fragment).into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(SDPFRAG));
+            r.headers_mut().insert(header::ETAG, header_value(&etag)?);
+            r
+        }
+    })
+}
+
+async fn delete_session(
+    State(state): State<AppState>,
+    Path((room, session)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    state.sfu.delete(&room, &session)?;
+    Ok((StatusCode::OK, "session ended\n").into_response())
+}
+
+/// Plain (non-CORS) `OPTIONS` on a WHIP/WHEP endpoint: what it accepts.
+async fn options_endpoint(State(state): State<AppState>) -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert(header::ALLOW, HeaderValue::from_static("OPTIONS, POST"));
+    h.insert(HeaderName::from_static("accept-post"), HeaderValue::from_static(SDP));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(ALLOW_METHODS),
+    );
+    for link in state.ice_links.iter() {
+        h.append(header::LINK, link.clone());
+    }
+    r
+}
+
+async fn options_session() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert(header::ALLOW, HeaderValue::from_static("OPTIONS, PATCH, DELETE"));
+    h.insert(
+        HeaderName::from_static("accept-patch"),
+        HeaderValue::from_static(SDPFRAG),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(ALLOW_METHODS),
+    );
+    r
+}
+
+fn validate_room(room: &str) -> Result<(), ApiError> {
+    let ok = !room.is_empty()
+        && room.len() <= 128
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid room name: use 1-128 characters from A-Z a-z 0-9 - _ . ~",
+        ))
+    }
+}
+
+fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = given.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("expected Content-Type: {expected}"),
+        ))
+    }
+}
+
+/// The credential from `Authorization: Bearer <token>` (or the raw value for other schemes).
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let token = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => value,
+    };
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
+fn header_value(s: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(s)
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid header value"))
+}
