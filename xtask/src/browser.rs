@@ -72,7 +72,10 @@ fn ensure_node() -> Result<()> {
         ),
     }
     if command_stdout("npm", &["--version"]).is_none() {
-        apt_install(&["npm"], "npm is needed to install the browser test's dependencies")?;
+        apt_install(
+            &["npm"],
+            "npm is needed to install the browser test's dependencies",
+        )?;
     }
     Ok(())
 }
@@ -82,7 +85,10 @@ fn install_node_modules(dir: &Path) -> Result<()> {
     if !dir.join("package-lock.json").is_file() {
         bail!("{} has no package-lock.json", dir.display());
     }
-    eprintln!("xtask: installing the browser test's npm dependencies in {}", dir.display());
+    eprintln!(
+        "xtask: installing the browser test's npm dependencies in {}",
+        dir.display()
+    );
     let status = Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund"])
         .current_dir(dir)
@@ -153,7 +159,13 @@ fn effective_uid(proc_status: &str) -> Option<u32> {
 
 /// The major version from `node --version` output such as `v20.11.1`.
 fn node_major(version: &str) -> Option<u32> {
-    version.trim().strip_prefix('v')?.split('.').next()?.parse().ok()
+    version
+        .trim()
+        .strip_prefix('v')?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Trimmed stdout of a successful command, or `None` if it cannot run or fails.
@@ -179,7 +191,8 @@ mod tests {
 
     #[test]
     fn reads_the_effective_uid() {
-        let status = "Name:\tcargo\nUmask:\t0022\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
+        let status =
+            "Name:\tcargo\nUmask:\t0022\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
         assert_eq!(effective_uid(status), Some(0));
         assert_eq!(effective_uid("Uid:\t1000\t1000\t1000\t1000\n"), Some(1000));
         assert_eq!(effective_uid("Name:\tx\n"), None);

@@ -66,10 +66,26 @@ static PLAY: Asset = asset!("play.html", "text/html; charset=utf-8", true);
 
 /// Files under `/assets/`.
 static ASSETS: &[(&str, Asset)] = &[
-    ("whip-whep.js", asset!("assets/whip-whep.js", "text/javascript; charset=utf-8", false)),
-    ("pages.js", asset!("assets/pages.js", "text/javascript; charset=utf-8", false)),
-    ("style.css", asset!("assets/style.css", "text/css; charset=utf-8", false)),
-    ("favicon.svg", asset!("assets/favicon.svg", "image/svg+xml", false)),
+    (
+        "whip-whep.js",
+        asset!(
+            "assets/whip-whep.js",
+            "text/javascript; charset=utf-8",
+            false
+        ),
+    ),
+    (
+        "pages.js",
+        asset!("assets/pages.js", "text/javascript; charset=utf-8", false),
+    ),
+    (
+        "style.css",
+        asset!("assets/style.css", "text/css; charset=utf-8", false),
+    ),
+    (
+        "favicon.svg",
+        asset!("assets/favicon.svg", "image/svg+xml", false),
+    ),
 ];
 
 /// Scripts and styles come from this server only; media and the WHIP/WHEP requests may also use
@@ -82,9 +98,18 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 /// (`HEAD` too). Merge them into the server's router.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/", get(|headers: HeaderMap| async move { serve(&INDEX, &headers) }))
-        .route("/publish", get(|headers: HeaderMap| async move { serve(&PUBLISH, &headers) }))
-        .route("/play", get(|headers: HeaderMap| async move { serve(&PLAY, &headers) }))
+        .route(
+            "/",
+            get(|headers: HeaderMap| async move { serve(&INDEX, &headers) }),
+        )
+        .route(
+            "/publish",
+            get(|headers: HeaderMap| async move { serve(&PUBLISH, &headers) }),
+        )
+        .route(
+            "/play",
+            get(|headers: HeaderMap| async move { serve(&PLAY, &headers) }),
+        )
         .route("/assets/{file}", get(asset_file))
 }
 
@@ -111,20 +136,28 @@ fn serve(asset: &'static Asset, request: &HeaderMap) -> Response {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut ok = asset.body.into_response();
-        ok.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+        ok.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        );
         ok
     };
     let headers = response.headers_mut();
     headers.insert(header::ETAG, HeaderValue::from_static(asset.etag));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if asset.document {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),
         );
-        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
     }
     response
 }
@@ -146,13 +179,21 @@ mod tests {
             format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
-        tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut raw))
-            .await
-            .expect("response within 10 s")
-            .unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut raw),
+        )
+        .await
+        .expect("response within 10 s")
+        .unwrap();
         server.abort();
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
-        let head = String::from_utf8(raw[..split].to_vec()).unwrap().to_ascii_lowercase();
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("header end");
+        let head = String::from_utf8(raw[..split].to_vec())
+            .unwrap()
+            .to_ascii_lowercase();
         let status = head[9..12].parse().unwrap();
         (status, head, raw[split + 4..].to_vec())
     }
@@ -167,9 +208,15 @@ mod tests {
         for (path, page) in [("/", "index"), ("/publish", "publish"), ("/play", "play")] {
             let (status, head, body) = fetch("GET", path, "").await;
             assert_eq!(status, 200, "{path}");
-            assert_eq!(header_value(&head, "content-type"), Some("text/html; charset=utf-8"));
+            assert_eq!(
+                header_value(&head, "content-type"),
+                Some("text/html; charset=utf-8")
+            );
             assert_eq!(header_value(&head, "cache-control"), Some("no-cache"));
-            assert!(header_value(&head, "content-security-policy").is_some(), "{path}");
+            assert!(
+                header_value(&head, "content-security-policy").is_some(),
+                "{path}"
+            );
             let body = String::from_utf8(body).unwrap();
             assert!(body.contains(&format!("data-page=\"{page}\"")), "{path}");
             assert!(body.contains("assets/pages.js"), "{path}");
@@ -180,13 +227,26 @@ mod tests {
     async fn assets_are_served_and_unknown_ones_are_404() {
         let (status, head, body) = fetch("GET", "/assets/whip-whep.js", "").await;
         assert_eq!(status, 200);
-        assert_eq!(header_value(&head, "content-type"), Some("text/javascript; charset=utf-8"));
-        assert_eq!(header_value(&head, "x-content-type-options"), Some("nosniff"));
-        assert!(String::from_utf8(body).unwrap().contains("export class Session"));
+        assert_eq!(
+            header_value(&head, "content-type"),
+            Some("text/javascript; charset=utf-8")
+        );
+        assert_eq!(
+            header_value(&head, "x-content-type-options"),
+            Some("nosniff")
+        );
+        assert!(
+            String::from_utf8(body)
+                .unwrap()
+                .contains("export class Session")
+        );
 
         let (status, head, _) = fetch("GET", "/assets/style.css", "").await;
         assert_eq!(status, 200);
-        assert_eq!(header_value(&head, "content-type"), Some("text/css; charset=utf-8"));
+        assert_eq!(
+            header_value(&head, "content-type"),
+            Some("text/css; charset=utf-8")
+        );
 
         let (status, _, _) = fetch("GET", "/assets/missing.js", "").await;
         assert_eq!(status, 404);
@@ -198,10 +258,17 @@ mod tests {
     async fn matching_etag_revalidates_to_304() {
         let (_, head, _) = fetch("GET", "/assets/pages.js", "").await;
         let etag = header_value(&head, "etag").expect("etag").to_string();
-        assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() == 18, "{etag}");
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"') && etag.len() == 18,
+            "{etag}"
+        );
 
-        let (status, head, body) =
-            fetch("GET", "/assets/pages.js", &format!("If-None-Match: W/{etag}, \"other\"\r\n")).await;
+        let (status, head, body) = fetch(
+            "GET",
+            "/assets/pages.js",
+            &format!("If-None-Match: W/{etag}, \"other\"\r\n"),
+        )
+        .await;
         assert_eq!(status, 304);
         assert!(body.is_empty());
         assert_eq!(header_value(&head, "etag"), Some(etag.as_str()));
@@ -214,7 +281,10 @@ mod tests {
     async fn head_has_headers_and_no_body() {
         let (status, head, body) = fetch("HEAD", "/play", "").await;
         assert_eq!(status, 200);
-        assert_eq!(header_value(&head, "content-type"), Some("text/html; charset=utf-8"));
+        assert_eq!(
+            header_value(&head, "content-type"),
+            Some("text/html; charset=utf-8")
+        );
         assert!(body.is_empty());
     }
 

@@ -67,6 +67,9 @@ const log = (message) => process.stderr.write(`[browser-e2e +${((Date.now() - st
 
 class StepError extends Error {}
 
+/** Frames the viewer must decode after its first one, proving a continuous stream. */
+const SUSTAINED_FRAMES = 15;
+
 /** Starts Chromium with exactly CHROMIUM_FLAGS and returns its DevTools WebSocket URL. */
 function launchChromium(bin, profile) {
   const args = [...CHROMIUM_FLAGS, `--user-data-dir=${profile}`, '--remote-debugging-port=0', 'about:blank'];
@@ -235,12 +238,17 @@ async function stopSession(page) {
 /** Everything that must not outlive this process; released by `cleanup()`. */
 const resources = { profile: null, chromium: null, browser: null };
 
-async function cleanup() {
-  const { browser, chromium: child, profile } = resources;
-  resources.browser = resources.chromium = resources.profile = null;
-  if (browser) await browser.close().catch(() => {});
-  await stopChromium(child);
-  if (profile) await rm(profile, { recursive: true, force: true, maxRetries: 5 }).catch(() => {});
+let cleanupDone = null;
+
+/** Idempotent: every caller (normal end, timeout, signal) awaits the same single cleanup. */
+function cleanup() {
+  cleanupDone ??= (async () => {
+    const { browser, chromium: child, profile } = resources;
+    if (browser) await browser.close().catch(() => {});
+    await stopChromium(child);
+    if (profile) await rm(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }).catch(() => {});
+  })();
+  return cleanupDone;
 }
 
 for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]]) {
@@ -252,7 +260,12 @@ for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]]) {
 
 async function run(result, diagnostics) {
   const bin = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+  if (cleanupDone) throw new StepError('interrupted before Chromium started');
   const profile = await mkdtemp(path.join(tmpdir(), 'switchboard-e2e-chromium-'));
+  if (cleanupDone) {
+    await rm(profile, { recursive: true, force: true });
+    throw new StepError('interrupted before Chromium started');
+  }
   resources.profile = profile;
   try {
     const launched = launchChromium(bin, profile);
@@ -273,12 +286,19 @@ async function run(result, diagnostics) {
 
     const viewer = await openPage(context, 'play', diagnostics);
     await waitConnected(viewer, 'play');
-    const playStats = await pollStats(viewer, 'play', 'decoded video frames and audio packets',
+    const first = await pollStats(viewer, 'play', 'decoded video frames and audio packets',
       (s) => (s.inbound.video?.framesDecoded ?? 0) > 0 && (s.inbound.audio?.packetsReceived ?? 0) > 0, 20000);
-    result.play = { status: (await pageStatus(viewer)).text, stats: playStats };
+    const firstFrames = first.inbound.video.framesDecoded;
+    log(`play: first frames decoded (${first.inbound.video.codec}); checking that media keeps flowing`);
+    // Past the first keyframe: decoding must continue, not stall after a frame or two.
+    const playStats = await pollStats(viewer, 'play', `${SUSTAINED_FRAMES} more decoded frames`,
+      (s) => (s.inbound.video?.framesDecoded ?? 0) >= firstFrames + SUSTAINED_FRAMES, 10000);
+    result.play = { status: (await pageStatus(viewer)).text, firstFramesDecoded: firstFrames, stats: playStats };
+    result.publish.stats = await publisher.evaluate(pageStats);
     result.framesDecoded = playStats.inbound.video.framesDecoded;
-    result.audioPacketsReceived = playStats.inbound.audio.packetsReceived;
-    log(`play: framesDecoded=${result.framesDecoded} (${playStats.inbound.video.codec} ${playStats.inbound.video.frameWidth}x${playStats.inbound.video.frameHeight}), audio packets=${result.audioPacketsReceived}`);
+    result.audioPacketsReceived = playStats.inbound.audio?.packetsReceived ?? 0;
+    const v = playStats.inbound.video;
+    log(`play: framesDecoded=${v.framesDecoded} (${v.codec} ${v.frameWidth}x${v.frameHeight}), audio packets=${result.audioPacketsReceived}`);
 
     result.play.deleteStatus = await stopSession(viewer);
     result.publish.deleteStatus = await stopSession(publisher);

@@ -288,7 +288,10 @@ export class Session extends EventTarget {
     switch (pc.connectionState) {
       case 'connected': this.setState('connected'); break;
       case 'disconnected': this.setState('connecting', 'connection interrupted, waiting for it to recover'); break;
-      case 'failed': this.setState('failed', 'ICE/DTLS connection failed'); break;
+      case 'failed':
+        this.setState('failed', 'ICE/DTLS connection failed');
+        void this.teardown(false); // release the server-side session now rather than at its timeout
+        break;
       case 'closed': this.setState('closed'); break;
       default: break;
     }
