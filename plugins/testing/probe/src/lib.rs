@@ -1,0 +1,80 @@
+//! A plugin that uses every host import, for the host's capability tests.
+//!
+//! Modes (`config.mode`):
+//! - `one-time`: each credential works once (kv compare-and-set with a TTL): replay protection.
+//! - `http`: asks `config.upstream` at `/check?token=<credential>`; a 200 JSON body
+//!   `{"subject": ...}` admits, anything else denies with the reason.
+//! - `log-flood`: writes `config.lines` log lines, then admits.
+//! - `clock`: admits with an identity expiring `config.ttl_secs` from now.
+
+use serde::Deserialize;
+use std::time::Duration;
+use switchboard_plugin_sdk::{AuthRequest, Config, Deny, Identity, Plugin, clock, http, kv, log};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "mode", deny_unknown_fields)]
+pub enum Probe {
+    OneTime {
+        #[serde(default = "minute")]
+        ttl_secs: u64,
+    },
+    Http {
+        upstream: String,
+    },
+    LogFlood {
+        lines: u32,
+    },
+    Clock {
+        ttl_secs: u64,
+    },
+}
+
+fn minute() -> u64 {
+    60
+}
+
+impl Plugin for Probe {
+    fn new(config: Config) -> Result<Self, String> {
+        config.parse()
+    }
+
+    fn authenticate(&self, req: &AuthRequest) -> Result<Identity, Deny> {
+        let credential = req.credential.clone().unwrap_or_default();
+        match self {
+            Probe::OneTime { ttl_secs } => {
+                let key = format!("used:{credential}");
+                match kv::compare_and_set(&key, None, b"1", Some(Duration::from_secs(*ttl_secs))) {
+                    Ok(true) => Ok(Identity::new(credential)),
+                    Ok(false) => Err(Deny::unauthorized("token already used")),
+                    Err(e) => Err(Deny::unauthorized(format!("kv: {e}"))),
+                }
+            }
+            Probe::Http { upstream } => {
+                let resp = http::Request::get(upstream, &format!("/check?token={credential}"))
+                    .header("x-probe", "1")
+                    .send()
+                    .map_err(|e| Deny::unauthorized(format!("http: {e}")))?;
+                if resp.status != 200 {
+                    return Err(Deny::forbidden(format!("upstream said {}", resp.status)));
+                }
+                #[derive(Deserialize)]
+                struct Verdict {
+                    subject: String,
+                }
+                let verdict: Verdict = resp.json().map_err(|e| Deny::unauthorized(format!("upstream body: {e}")))?;
+                Ok(Identity::new(verdict.subject))
+            }
+            Probe::LogFlood { lines } => {
+                for i in 0..*lines {
+                    log::info(&format!("probe line {i}"));
+                }
+                Ok(Identity::new("logger"))
+            }
+            Probe::Clock { ttl_secs } => {
+                Ok(Identity::new("clocked").expires_at_ms(clock::now_ms() + ttl_secs * 1000))
+            }
+        }
+    }
+}
+
+switchboard_plugin_sdk::register!(Probe);
