@@ -93,7 +93,11 @@ pub fn build_plugins() -> Result<PathBuf> {
     if toolchain == Toolchain::Debian {
         cmd.arg("-Zbuild-std=std,panic_abort");
     }
-    eprintln!("xtask plugins: building {} (target dir {})", manifest.display(), build_dir.display());
+    eprintln!(
+        "xtask plugins: building {} (target dir {})",
+        manifest.display(),
+        build_dir.display()
+    );
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!("building the plugins failed ({status})");
@@ -107,11 +111,18 @@ pub fn build_plugins() -> Result<PathBuf> {
     }
     for name in plugins {
         let module = artifacts.join(format!("{}.wasm", name.replace('-', "_")));
-        let bytes = std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
-        let component = componentize(&bytes).with_context(|| format!("componentizing plugin `{name}`"))?;
+        let bytes =
+            std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
+        let component =
+            componentize(&bytes).with_context(|| format!("componentizing plugin `{name}`"))?;
         let dest = out_dir.join(format!("{name}.wasm"));
         write_atomically(&dest, &component)?;
-        eprintln!("xtask plugins: {:<20} {:>8} KiB  {}", name, component.len() / 1024, dest.display());
+        eprintln!(
+            "xtask plugins: {:<20} {:>8} KiB  {}",
+            name,
+            component.len() / 1024,
+            dest.display()
+        );
     }
     Ok(out_dir)
 }
@@ -154,7 +165,10 @@ fn choose_toolchain() -> Result<Toolchain> {
             .status()
             .context("running apt-get")?;
         if !status.success() {
-            bail!("apt-get install {} failed ({status})", DEBIAN_PACKAGES.join(" "));
+            bail!(
+                "apt-get install {} failed ({status})",
+                DEBIAN_PACKAGES.join(" ")
+            );
         }
         let still = debian_toolchain_missing();
         if still.is_empty() {
@@ -173,7 +187,10 @@ fn choose_toolchain() -> Result<Toolchain> {
 /// A wasm target installed in the active rustup toolchain, preferring `wasm32-unknown-unknown`
 /// (smaller components, no WASI imports).
 fn rustup_wasm_target() -> Option<&'static str> {
-    let out = Command::new("rustup").args(["target", "list", "--installed"]).output().ok()?;
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -229,23 +246,38 @@ fn plugin_packages(manifest: &Path, toolchain: &Toolchain) -> Result<Vec<String>
         Toolchain::Debian => DEBIAN_CARGO.into(),
     };
     let mut cmd = Command::new(cargo);
-    cmd.args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
-        .arg(manifest);
+    cmd.args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--no-deps",
+        "--manifest-path",
+    ])
+    .arg(manifest);
     if *toolchain == Toolchain::Debian {
-        cmd.env("RUSTC", DEBIAN_RUSTC).env_remove("RUSTUP_TOOLCHAIN");
+        cmd.env("RUSTC", DEBIAN_RUSTC)
+            .env_remove("RUSTUP_TOOLCHAIN");
     }
     let out = cmd.output().context("running cargo metadata")?;
     if !out.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
     let mut names = Vec::new();
     for package in meta["packages"].as_array().into_iter().flatten() {
-        let is_cdylib = package["targets"].as_array().into_iter().flatten().any(|t| {
-            t["crate_types"]
-                .as_array()
-                .is_some_and(|types| types.iter().any(|k| k == "cdylib"))
-        });
+        let is_cdylib = package["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| {
+                t["crate_types"]
+                    .as_array()
+                    .is_some_and(|types| types.iter().any(|k| k == "cdylib"))
+            });
         if let (true, Some(name)) = (is_cdylib, package["name"].as_str()) {
             names.push(name.to_string());
         }

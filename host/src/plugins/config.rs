@@ -167,7 +167,10 @@ pub fn validate(
             ));
         }
         if !names.insert(plugin.name.as_str()) {
-            return Err(bad("name", "another [[plugins]] entry has the same name".into()));
+            return Err(bad(
+                "name",
+                "another [[plugins]] entry has the same name".into(),
+            ));
         }
         if plugin.path.as_os_str().is_empty() {
             return Err(bad("path", "must name the plugin's .wasm file".into()));
@@ -222,7 +225,10 @@ fn validate_upstream(name: &str, upstream: &UpstreamConfig) -> Result<(), Plugin
     let url = reqwest::Url::parse(&upstream.url)
         .map_err(|e| bad(format!("url `{}`: {e}", upstream.url)))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad(format!("url `{}`: must be http or https", upstream.url)));
+        return Err(bad(format!(
+            "url `{}`: must be http or https",
+            upstream.url
+        )));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad(format!(
@@ -357,6 +363,11 @@ mod tests {
             .unwrap()
             .headers
             .insert("bad header".into(), "v".into());
-        assert!(validate(&[], &ups).unwrap_err().to_string().contains("bad header"));
+        assert!(
+            validate(&[], &ups)
+                .unwrap_err()
+                .to_string()
+                .contains("bad header")
+        );
     }
 }

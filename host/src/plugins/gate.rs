@@ -32,8 +32,9 @@ pub const MAX_SUBJECT_BYTES: usize = 1024;
 pub const MAX_REASON_BYTES: usize = 1024;
 
 /// Re-reads the plugin configuration for [`PluginGate::reload`] (usually: parse `config.toml`).
-pub type ReloadSource =
-    Box<dyn Fn() -> Result<(Vec<PluginConfig>, BTreeMap<String, UpstreamConfig>), String> + Send + Sync>;
+pub type ReloadSource = Box<
+    dyn Fn() -> Result<(Vec<PluginConfig>, BTreeMap<String, UpstreamConfig>), String> + Send + Sync,
+>;
 
 /// The plugins in effect; replaced as a whole on reload.
 struct PluginSet {
@@ -87,7 +88,12 @@ impl PluginGate {
 
     /// Names of the plugins in effect, in config order.
     pub fn plugin_names(&self) -> Vec<String> {
-        self.active.load().configs.iter().map(|c| c.name.clone()).collect()
+        self.active
+            .load()
+            .configs
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
     }
 
     /// Reload from the reload source (or the current config): recompile, validate, swap.
@@ -140,7 +146,11 @@ impl PluginGate {
         }
     }
 
-    async fn authenticate(&self, set: &PluginSet, req: &wit::AuthRequest) -> Result<Identity, Denied> {
+    async fn authenticate(
+        &self,
+        set: &PluginSet,
+        req: &wit::AuthRequest,
+    ) -> Result<Identity, Denied> {
         if set.auth.is_empty() {
             return Ok(Identity {
                 subject: "anonymous".into(),
@@ -149,10 +159,14 @@ impl PluginGate {
         }
         let mut reasons: Vec<String> = Vec::new();
         for plugin in &set.auth {
-            let decision = plugin.authenticate(req).await.map_err(|f| failed(plugin, Hook::Auth, f))?;
+            let decision = plugin
+                .authenticate(req)
+                .await
+                .map_err(|f| failed(plugin, Hook::Auth, f))?;
             match decision {
                 Ok(identity) => {
-                    let identity = to_identity(identity).map_err(|f| failed(plugin, Hook::Auth, f))?;
+                    let identity =
+                        to_identity(identity).map_err(|f| failed(plugin, Hook::Auth, f))?;
                     if expired(&identity, SystemTime::now()) {
                         return Err(Denied::Unauthorized("credential expired".into()));
                     }
@@ -174,7 +188,12 @@ impl PluginGate {
         Err(Denied::Unauthorized(reasons.join("; ")))
     }
 
-    async fn check_rooms(&self, set: &PluginSet, req: &wit::AuthRequest, identity: &Identity) -> Result<(), Denied> {
+    async fn check_rooms(
+        &self,
+        set: &PluginSet,
+        req: &wit::AuthRequest,
+        identity: &Identity,
+    ) -> Result<(), Denied> {
         if set.policy.is_empty() {
             return Ok(());
         }
@@ -252,7 +271,12 @@ async fn load_set(
     let http = Arc::new(Upstreams::new(&upstreams)?);
     for plugin in plugins {
         let store = kv.lock().entry(plugin.name.clone()).or_default().clone();
-        let shared = Arc::new(PluginShared::new(&plugin.name, plugin.grants.clone(), store, http.clone()));
+        let shared = Arc::new(PluginShared::new(
+            &plugin.name,
+            plugin.grants.clone(),
+            store,
+            http.clone(),
+        ));
         let loaded = Arc::new(LoadedPlugin::load(runtime.clone(), plugin, shared).await?);
         if loaded.config.hooks.contains(&Hook::Auth) {
             set.auth.push(loaded.clone());
@@ -272,7 +296,11 @@ fn failed(plugin: &LoadedPlugin, hook: Hook, failure: CallFailure) -> Denied {
         error = %failure,
         "plugin failed; request denied (fail closed)"
     );
-    Denied::Unavailable(format!("{hook} plugin `{}` failed ({})", plugin.name(), failure.kind()))
+    Denied::Unavailable(format!(
+        "{hook} plugin `{}` failed ({})",
+        plugin.name(),
+        failure.kind()
+    ))
 }
 
 fn to_wit(req: &AdmitRequest) -> wit::AuthRequest {
@@ -303,16 +331,22 @@ fn to_identity(id: wit::Identity) -> Result<Identity, CallFailure> {
         )));
     }
     if id.subject.chars().any(char::is_control) {
-        return Err(CallFailure::BadOutput("control characters in subject".into()));
+        return Err(CallFailure::BadOutput(
+            "control characters in subject".into(),
+        ));
     }
-    let expires_at = id
-        .expires_at
-        .map(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms)).unwrap_or(UNIX_EPOCH));
+    let expires_at = id.expires_at.map(|ms| {
+        UNIX_EPOCH
+            .checked_add(Duration::from_millis(ms))
+            .unwrap_or(UNIX_EPOCH)
+    });
     Ok(Identity {
         subject: id.subject,
         expires_at,
         // Never re-check more often than once a second.
-        recheck_every: id.recheck_every_secs.map(|s| Duration::from_secs(u64::from(s.max(1)))),
+        recheck_every: id
+            .recheck_every_secs
+            .map(|s| Duration::from_secs(u64::from(s.max(1)))),
     })
 }
 
@@ -358,7 +392,10 @@ mod tests {
             recheck_every_secs: Some(0),
         })
         .unwrap();
-        assert_eq!(ok.expires_at, Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)));
+        assert_eq!(
+            ok.expires_at,
+            Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123))
+        );
         assert_eq!(ok.recheck_every, Some(Duration::from_secs(1)));
         assert!(expired(&ok, SystemTime::now()));
 
@@ -371,7 +408,10 @@ mod tests {
             .unwrap_err()
         };
         assert!(matches!(bad(String::new()), CallFailure::BadOutput(_)));
-        assert!(matches!(bad("x".repeat(MAX_SUBJECT_BYTES + 1)), CallFailure::BadOutput(_)));
+        assert!(matches!(
+            bad("x".repeat(MAX_SUBJECT_BYTES + 1)),
+            CallFailure::BadOutput(_)
+        ));
         assert!(matches!(bad("a\nb".into()), CallFailure::BadOutput(_)));
     }
 

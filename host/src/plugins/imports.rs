@@ -106,10 +106,7 @@ impl wasmtime::ResourceLimiter for CallState {
     ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             self.out_of_memory = true;
-            wasmtime::bail!(
-                "memory limit of {} MiB exceeded",
-                self.memory_limit >> 20
-            );
+            wasmtime::bail!("memory limit of {} MiB exceeded", self.memory_limit >> 20);
         }
         Ok(true)
     }
@@ -156,11 +153,17 @@ impl log::Host for CallState {
             tracing::warn!(target: "switchboard::plugin", plugin, dropped, "plugin log lines suppressed by rate limit");
         }
         match level {
-            log::Level::Trace => tracing::trace!(target: "switchboard::plugin", plugin, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "switchboard::plugin", plugin, "{message}"),
+            log::Level::Trace => {
+                tracing::trace!(target: "switchboard::plugin", plugin, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "switchboard::plugin", plugin, "{message}")
+            }
             log::Level::Info => tracing::info!(target: "switchboard::plugin", plugin, "{message}"),
             log::Level::Warn => tracing::warn!(target: "switchboard::plugin", plugin, "{message}"),
-            log::Level::Error => tracing::error!(target: "switchboard::plugin", plugin, "{message}"),
+            log::Level::Error => {
+                tracing::error!(target: "switchboard::plugin", plugin, "{message}")
+            }
         }
         Ok(())
     }

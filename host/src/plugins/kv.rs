@@ -142,7 +142,12 @@ impl KvStore {
     /// Number of live entries (for tests and diagnostics).
     pub fn len(&self) -> usize {
         let now = Instant::now();
-        self.inner.lock().map.values().filter(|e| e.live(now)).count()
+        self.inner
+            .lock()
+            .map
+            .values()
+            .filter(|e| e.live(now))
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -196,11 +201,18 @@ mod tests {
     fn ttl_expires_entries() {
         let kv = KvStore::default();
         let t0 = Instant::now();
-        kv.set_at("a", b"1", Some(Duration::from_secs(10)), t0).unwrap();
+        kv.set_at("a", b"1", Some(Duration::from_secs(10)), t0)
+            .unwrap();
         kv.set_at("b", b"2", None, t0).unwrap();
-        assert_eq!(kv.get_at("a", t0 + Duration::from_secs(9)).unwrap(), Some(b"1".to_vec()));
+        assert_eq!(
+            kv.get_at("a", t0 + Duration::from_secs(9)).unwrap(),
+            Some(b"1".to_vec())
+        );
         assert_eq!(kv.get_at("a", t0 + Duration::from_secs(10)).unwrap(), None);
-        assert_eq!(kv.get_at("b", t0 + Duration::from_secs(1_000_000)).unwrap(), Some(b"2".to_vec()));
+        assert_eq!(
+            kv.get_at("b", t0 + Duration::from_secs(1_000_000)).unwrap(),
+            Some(b"2".to_vec())
+        );
         assert_eq!(kv.inner.lock().bytes, 2);
     }
 
@@ -209,16 +221,34 @@ mod tests {
         let kv = KvStore::default();
         let t0 = Instant::now();
         // Absent -> set.
-        assert!(kv.compare_and_set_at("jti", None, b"used", Some(Duration::from_secs(5)), t0).unwrap());
+        assert!(
+            kv.compare_and_set_at("jti", None, b"used", Some(Duration::from_secs(5)), t0)
+                .unwrap()
+        );
         // Present: a second "first use" fails (replay).
-        assert!(!kv.compare_and_set_at("jti", None, b"used", None, t0).unwrap());
+        assert!(
+            !kv.compare_and_set_at("jti", None, b"used", None, t0)
+                .unwrap()
+        );
         // Wrong expected value fails; right one swaps.
-        assert!(!kv.compare_and_set_at("jti", Some(b"x"), b"y", None, t0).unwrap());
-        assert!(kv.compare_and_set_at("jti", Some(b"used"), b"again", None, t0).unwrap());
+        assert!(
+            !kv.compare_and_set_at("jti", Some(b"x"), b"y", None, t0)
+                .unwrap()
+        );
+        assert!(
+            kv.compare_and_set_at("jti", Some(b"used"), b"again", None, t0)
+                .unwrap()
+        );
         assert_eq!(kv.get_at("jti", t0).unwrap(), Some(b"again".to_vec()));
         // After expiry the key counts as absent again.
-        assert!(kv.compare_and_set_at("n", None, b"1", Some(Duration::from_millis(1)), t0).unwrap());
-        assert!(kv.compare_and_set_at("n", None, b"1", None, t0 + Duration::from_millis(2)).unwrap());
+        assert!(
+            kv.compare_and_set_at("n", None, b"1", Some(Duration::from_millis(1)), t0)
+                .unwrap()
+        );
+        assert!(
+            kv.compare_and_set_at("n", None, b"1", None, t0 + Duration::from_millis(2))
+                .unwrap()
+        );
     }
 
     #[test]
@@ -226,7 +256,10 @@ mod tests {
         let kv = KvStore::default();
         let big_key = "k".repeat(MAX_KEY_BYTES + 1);
         assert_eq!(kv.set(&big_key, b"v", None), Err(KvError::TooLarge));
-        assert_eq!(kv.set("k", &vec![0; MAX_VALUE_BYTES + 1], None), Err(KvError::TooLarge));
+        assert_eq!(
+            kv.set("k", &vec![0; MAX_VALUE_BYTES + 1], None),
+            Err(KvError::TooLarge)
+        );
         assert!(!kv.delete("k").unwrap());
         kv.set("k", b"v", None).unwrap();
         assert!(kv.delete("k").unwrap());
@@ -237,11 +270,14 @@ mod tests {
         {
             let mut inner = kv.inner.lock();
             for i in 0..MAX_ENTRIES {
-                inner.put(&i.to_string(), b"", Some(Duration::from_secs(1)), t0).unwrap();
+                inner
+                    .put(&i.to_string(), b"", Some(Duration::from_secs(1)), t0)
+                    .unwrap();
             }
         }
         assert_eq!(kv.set_at("late", b"v", None, t0), Err(KvError::Full));
-        kv.set_at("late", b"v", None, t0 + Duration::from_secs(2)).unwrap();
+        kv.set_at("late", b"v", None, t0 + Duration::from_secs(2))
+            .unwrap();
         assert_eq!(kv.inner.lock().map.len(), 1);
     }
 }

@@ -109,20 +109,26 @@ impl LoadedPlugin {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| interface(format!("{e:#}")))?;
-        let exported = |iface: &str| format!("does not export `{HOST_PACKAGE}{iface}{PACKAGE_VERSION}`");
-        let lifecycle = lifecycle::GuestIndices::new(&pre).map_err(|_| interface(exported("lifecycle")))?;
+        let exported =
+            |iface: &str| format!("does not export `{HOST_PACKAGE}{iface}{PACKAGE_VERSION}`");
+        let lifecycle =
+            lifecycle::GuestIndices::new(&pre).map_err(|_| interface(exported("lifecycle")))?;
         let auth = match config.hooks.contains(&Hook::Auth) {
-            true => Some(
-                authenticator::GuestIndices::new(&pre)
-                    .map_err(|_| interface(format!("{}, needed for hook \"auth\"", exported("authenticator"))))?,
-            ),
+            true => Some(authenticator::GuestIndices::new(&pre).map_err(|_| {
+                interface(format!(
+                    "{}, needed for hook \"auth\"",
+                    exported("authenticator")
+                ))
+            })?),
             false => None,
         };
         let policy = match config.hooks.contains(&Hook::RoomPolicy) {
-            true => Some(
-                policy::GuestIndices::new(&pre)
-                    .map_err(|_| interface(format!("{}, needed for hook \"room-policy\"", exported("policy"))))?,
-            ),
+            true => Some(policy::GuestIndices::new(&pre).map_err(|_| {
+                interface(format!(
+                    "{}, needed for hook \"room-policy\"",
+                    exported("policy")
+                ))
+            })?),
             false => None,
         };
         let config_json = serde_json::Value::Object(config.config.clone()).to_string();
@@ -178,7 +184,9 @@ impl LoadedPlugin {
                 plugin: name.to_string(),
                 message,
             }),
-            Ok(Err(Step::Wasm(e))) if e.downcast_ref::<wasmtime::Trap>().is_none() && !store.data().out_of_memory => {
+            Ok(Err(Step::Wasm(e)))
+                if e.downcast_ref::<wasmtime::Trap>().is_none() && !store.data().out_of_memory =>
+            {
                 Err(PluginError::Interface {
                     plugin: name.to_string(),
                     reason: format!("{e:#}"),
@@ -255,8 +263,14 @@ impl LoadedPlugin {
         }
     }
 
-    pub async fn authenticate(&self, req: &AuthRequest) -> Result<Result<Identity, Deny>, CallFailure> {
-        let indices = self.auth.as_ref().ok_or(CallFailure::NotServed(Hook::Auth))?;
+    pub async fn authenticate(
+        &self,
+        req: &AuthRequest,
+    ) -> Result<Result<Identity, Deny>, CallFailure> {
+        let indices = self
+            .auth
+            .as_ref()
+            .ok_or(CallFailure::NotServed(Hook::Auth))?;
         self.call(async |store, instance| {
             indices
                 .load(&mut *store, instance)?
@@ -266,8 +280,15 @@ impl LoadedPlugin {
         .await
     }
 
-    pub async fn check(&self, req: &AuthRequest, identity: &Identity) -> Result<Result<(), Deny>, CallFailure> {
-        let indices = self.policy.as_ref().ok_or(CallFailure::NotServed(Hook::RoomPolicy))?;
+    pub async fn check(
+        &self,
+        req: &AuthRequest,
+        identity: &Identity,
+    ) -> Result<Result<(), Deny>, CallFailure> {
+        let indices = self
+            .policy
+            .as_ref()
+            .ok_or(CallFailure::NotServed(Hook::RoomPolicy))?;
         self.call(async |store, instance| {
             indices
                 .load(&mut *store, instance)?
@@ -279,7 +300,11 @@ impl LoadedPlugin {
 }
 
 /// Refuse imports the host does not provide or the config does not grant, naming them.
-fn check_imports(runtime: &Runtime, component: &Component, config: &PluginConfig) -> Result<(), String> {
+fn check_imports(
+    runtime: &Runtime,
+    component: &Component,
+    config: &PluginConfig,
+) -> Result<(), String> {
     let ty = component.component_type();
     for (name, _) in ty.imports(&runtime.engine) {
         if name.starts_with("wasi:") {
@@ -287,7 +312,9 @@ fn check_imports(runtime: &Runtime, component: &Component, config: &PluginConfig
             continue;
         }
         let Some(rest) = name.strip_prefix(HOST_PACKAGE) else {
-            return Err(format!("imports `{name}`, which Switchboard does not provide"));
+            return Err(format!(
+                "imports `{name}`, which Switchboard does not provide"
+            ));
         };
         let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
         if version != &PACKAGE_VERSION[1..] {
@@ -301,11 +328,20 @@ fn check_imports(runtime: &Runtime, component: &Component, config: &PluginConfig
             "log" => (!grants.log).then_some("grants.log = true"),
             "clock" => (!grants.clock).then_some("grants.clock = true"),
             "kv" => (!grants.kv).then_some("grants.kv = true"),
-            "http" => grants.http.is_empty().then_some("grants.http = [\"<upstream>\"]"),
-            _ => return Err(format!("imports `{name}`, which Switchboard does not provide")),
+            "http" => grants
+                .http
+                .is_empty()
+                .then_some("grants.http = [\"<upstream>\"]"),
+            _ => {
+                return Err(format!(
+                    "imports `{name}`, which Switchboard does not provide"
+                ));
+            }
         };
         if let Some(grant) = missing {
-            return Err(format!("imports `{name}` but is not granted it (set {grant})"));
+            return Err(format!(
+                "imports `{name}` but is not granted it (set {grant})"
+            ));
         }
     }
     Ok(())

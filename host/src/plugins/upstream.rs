@@ -182,7 +182,10 @@ fn join(base: &Url, path: &str) -> Result<Url, String> {
     if !path.starts_with('/') || path.starts_with("//") {
         return Err(format!("path `{path}` must start with a single `/`"));
     }
-    if path.chars().any(|c| c.is_control() || c == ' ' || c == '#' || c == '\\') {
+    if path
+        .chars()
+        .any(|c| c.is_control() || c == ' ' || c == '#' || c == '\\')
+    {
         return Err(format!("path `{path}` contains a forbidden character"));
     }
     let path_only = path.split('?').next().unwrap_or_default();
@@ -228,7 +231,10 @@ mod tests {
             assert!(join(&base, bad).is_err(), "{bad}");
         }
         let root = Url::parse("http://127.0.0.1:9000").unwrap();
-        assert_eq!(join(&root, "/x").unwrap().as_str(), "http://127.0.0.1:9000/x");
+        assert_eq!(
+            join(&root, "/x").unwrap().as_str(),
+            "http://127.0.0.1:9000/x"
+        );
         // `@` would turn the base host into userinfo if the URL were built naively.
         let u = join(&root, "/@evil.example").unwrap();
         assert_eq!(u.host_str(), Some("127.0.0.1"));

@@ -93,9 +93,13 @@ fn rsa_key(key: rsa::RsaPublicKey) -> Result<KeyMaterial, String> {
     use rsa::traits::PublicKeyParts;
     let bits = key.n().bits();
     if bits < MIN_RSA_BITS {
-        return Err(format!("RSA key of {bits} bits; at least {MIN_RSA_BITS} required"));
+        return Err(format!(
+            "RSA key of {bits} bits; at least {MIN_RSA_BITS} required"
+        ));
     }
-    Ok(KeyMaterial::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::new(key))))
+    Ok(KeyMaterial::Rsa(Box::new(
+        rsa::pkcs1v15::VerifyingKey::new(key),
+    )))
 }
 
 fn from_pem(alg: Alg, pem: &str) -> Result<KeyMaterial, String> {
@@ -126,7 +130,9 @@ impl KeyConfig {
             (Alg::HS256, Some(secret), None, None) => hmac_secret(secret.into_bytes())?,
             (Alg::HS256, None, Some(b64), None) => hmac_secret(decode_b64_any(&b64)?)?,
             (alg, None, None, Some(pem)) => from_pem(alg, &pem)?,
-            (Alg::HS256, ..) => return Err("HS256 needs exactly one of `secret`, `secret_base64`".into()),
+            (Alg::HS256, ..) => {
+                return Err("HS256 needs exactly one of `secret`, `secret_base64`".into());
+            }
             (alg, ..) => return Err(format!("{} needs `pem` (and no secret)", alg.as_str())),
         };
         Ok(Key {
@@ -187,7 +193,12 @@ impl Jwk {
             None => implied,
             Some(a) => match Alg::from_jose(a) {
                 Some(a) if a == implied => a,
-                _ => return Err(format!("alg `{a}` is unsupported or does not fit key type `{}`", self.kty)),
+                _ => {
+                    return Err(format!(
+                        "alg `{a}` is unsupported or does not fit key type `{}`",
+                        self.kty
+                    ));
+                }
             },
         };
         let material = match alg {

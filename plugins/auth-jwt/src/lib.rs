@@ -117,7 +117,8 @@ impl JwtAuth {
             keys.push(Key {
                 kid: None,
                 alg: Alg::HS256,
-                material: keys::hmac_secret(secret.into_bytes()).map_err(|e| format!("secret: {e}"))?,
+                material: keys::hmac_secret(secret.into_bytes())
+                    .map_err(|e| format!("secret: {e}"))?,
             });
         }
         for (i, key) in s.keys.into_iter().enumerate() {
@@ -135,7 +136,10 @@ impl JwtAuth {
             return Err(format!("key id `{}` is used by more than one key", w[0]));
         }
         if s.leeway_secs > MAX_LEEWAY_SECS {
-            return Err(format!("leeway_secs: {} is over the maximum of {MAX_LEEWAY_SECS}", s.leeway_secs));
+            return Err(format!(
+                "leeway_secs: {} is over the maximum of {MAX_LEEWAY_SECS}",
+                s.leeway_secs
+            ));
         }
         if s.recheck_every_secs == Some(0) {
             return Err("recheck_every_secs: must be at least 1".into());
@@ -178,7 +182,8 @@ impl JwtAuth {
         let mut identity = Identity::new(subject);
         if let Some(exp) = exp {
             // Same leeway as admission, so a token accepted now is not "already expired".
-            identity = identity.expires_at_ms(exp.saturating_add(self.leeway_secs).saturating_mul(1000));
+            identity =
+                identity.expires_at_ms(exp.saturating_add(self.leeway_secs).saturating_mul(1000));
         }
         if let Some(secs) = self.recheck_every_secs {
             identity = identity.recheck_every_secs(secs);
@@ -212,20 +217,36 @@ impl JwtAuth {
         }
         if !self.audience.is_empty() {
             let aud = strings(claims.get("aud"));
-            if !aud.iter().any(|a| self.audience.iter().any(|want| want == a)) {
+            if !aud
+                .iter()
+                .any(|a| self.audience.iter().any(|want| want == a))
+            {
                 return Err(Deny::unauthorized("wrong token audience"));
             }
         }
         Ok(())
     }
 
-    fn check_room_and_role(&self, claims: &Map<String, Value>, req: &AuthRequest) -> Result<(), Deny> {
+    fn check_room_and_role(
+        &self,
+        claims: &Map<String, Value>,
+        req: &AuthRequest,
+    ) -> Result<(), Deny> {
         let rooms = strings(claims.get(&self.room_claim));
         if rooms.is_empty() {
-            return Err(Deny::forbidden(format!("token has no `{}` claim", self.room_claim)));
+            return Err(Deny::forbidden(format!(
+                "token has no `{}` claim",
+                self.room_claim
+            )));
         }
-        if !rooms.iter().any(|pattern| glob::matches(pattern, &req.room)) {
-            return Err(Deny::forbidden(format!("token is not valid for room `{}`", req.room)));
+        if !rooms
+            .iter()
+            .any(|pattern| glob::matches(pattern, &req.room))
+        {
+            return Err(Deny::forbidden(format!(
+                "token is not valid for room `{}`",
+                req.room
+            )));
         }
         let roles: Vec<Role> = match claims.get(&self.role_claim) {
             None => self.default_roles.clone(),
@@ -243,7 +264,10 @@ impl JwtAuth {
             Action::Play => Role::Play,
         };
         if !roles.contains(&needed) {
-            return Err(Deny::forbidden(format!("token does not allow {}", req.action.as_str())));
+            return Err(Deny::forbidden(format!(
+                "token does not allow {}",
+                req.action.as_str()
+            )));
         }
         Ok(())
     }
@@ -254,7 +278,10 @@ impl JwtAuth {
 fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, Deny> {
     match claims.get(name) {
         None => Ok(None),
-        Some(v) => match v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)) {
+        Some(v) => match v
+            .as_u64()
+            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+        {
             Some(t) => Ok(Some(t)),
             None => Err(Deny::unauthorized(format!("`{name}` is not a NumericDate"))),
         },
@@ -265,7 +292,10 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, 
 fn strings(value: Option<&Value>) -> Vec<String> {
     match value {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
         _ => Vec::new(),
     }
 }

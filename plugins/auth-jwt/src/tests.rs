@@ -15,7 +15,11 @@ fn b64(v: &[u8]) -> String {
 }
 
 fn signing_input(header: &Value, claims: &Value) -> String {
-    format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()))
+    format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    )
 }
 
 fn hs256(header: Value, claims: Value, secret: &[u8]) -> String {
@@ -44,7 +48,10 @@ fn ed_key() -> ed25519_dalek::SigningKey {
 fn eddsa(header: Value, claims: Value) -> String {
     use ed25519_dalek::Signer;
     let input = signing_input(&header, &claims);
-    format!("{input}.{}", b64(&ed_key().sign(input.as_bytes()).to_bytes()))
+    format!(
+        "{input}.{}",
+        b64(&ed_key().sign(input.as_bytes()).to_bytes())
+    )
 }
 
 fn good_claims() -> Value {
@@ -57,7 +64,8 @@ fn plugin(config: Value) -> Result<JwtAuth, String> {
 }
 
 fn hs_plugin() -> JwtAuth {
-    plugin(json!({ "secret": SECRET, "issuer": "idp", "audience": ["switchboard", "other"] })).unwrap()
+    plugin(json!({ "secret": SECRET, "issuer": "idp", "audience": ["switchboard", "other"] }))
+        .unwrap()
 }
 
 fn req(room: &str, action: Action, token: &str) -> AuthRequest {
@@ -66,7 +74,10 @@ fn req(room: &str, action: Action, token: &str) -> AuthRequest {
         action,
         credential: Some(token.into()),
         remote_addr: None,
-        counts: RoomCounts { publishers: 0, viewers: 0 },
+        counts: RoomCounts {
+            publishers: 0,
+            viewers: 0,
+        },
     }
 }
 
@@ -78,8 +89,14 @@ fn denial(r: Result<Identity, Deny>) -> (DenyKind, String) {
 #[test]
 fn hs256_accepts_and_sets_expiry() {
     let p = hs_plugin();
-    let token = hs256(json!({"alg": "HS256", "typ": "JWT"}), good_claims(), SECRET.as_bytes());
-    let id = p.decide(&req("studio-1", Action::Publish, &token), NOW).unwrap();
+    let token = hs256(
+        json!({"alg": "HS256", "typ": "JWT"}),
+        good_claims(),
+        SECRET.as_bytes(),
+    );
+    let id = p
+        .decide(&req("studio-1", Action::Publish, &token), NOW)
+        .unwrap();
     assert_eq!(id.subject, "alice");
     assert_eq!(id.expires_at, Some((NOW + 600 + 30) * 1000));
     assert_eq!(id.recheck_every_secs, None);
@@ -99,7 +116,11 @@ fn signature_and_format_failures_are_401() {
         signing_input(&json!({"alg": "HS256"}), &claims),
         token.rsplit('.').next().unwrap()
     );
-    let wrong_secret = hs256(json!({"alg": "HS256"}), good_claims(), b"another-secret-another-secret-xx");
+    let wrong_secret = hs256(
+        json!({"alg": "HS256"}),
+        good_claims(),
+        b"another-secret-another-secret-xx",
+    );
     for (bad, why) in [
         (forged.as_str(), "invalid token signature"),
         (wrong_secret.as_str(), "invalid token signature"),
@@ -115,13 +136,20 @@ fn signature_and_format_failures_are_401() {
     missing.credential = None;
     assert_eq!(denial(p.decide(&missing, NOW)).1, "missing bearer token");
     let huge = "a".repeat(9000);
-    assert!(denial(p.decide(&req("lobby", Action::Play, &huge), NOW)).1.contains("longer than"));
+    assert!(
+        denial(p.decide(&req("lobby", Action::Play, &huge), NOW))
+            .1
+            .contains("longer than")
+    );
 }
 
 #[test]
 fn alg_none_and_unsupported_algs_are_rejected() {
     let p = hs_plugin();
-    let unsigned = format!("{}.", signing_input(&json!({"alg": "none"}), &good_claims()));
+    let unsigned = format!(
+        "{}.",
+        signing_input(&json!({"alg": "none"}), &good_claims())
+    );
     assert_eq!(
         denial(p.decide(&req("lobby", Action::Play, &unsigned), NOW)).1,
         "token algorithm `none` is not accepted"
@@ -132,8 +160,16 @@ fn alg_none_and_unsupported_algs_are_rejected() {
         assert_eq!(kind, DenyKind::Unauthorized);
         assert!(reason.contains("is not accepted"), "{alg}: {reason}");
     }
-    let crit = hs256(json!({"alg": "HS256", "crit": ["exp"]}), good_claims(), SECRET.as_bytes());
-    assert!(denial(p.decide(&req("lobby", Action::Play, &crit), NOW)).1.contains("critical"));
+    let crit = hs256(
+        json!({"alg": "HS256", "crit": ["exp"]}),
+        good_claims(),
+        SECRET.as_bytes(),
+    );
+    assert!(
+        denial(p.decide(&req("lobby", Action::Play, &crit), NOW))
+            .1
+            .contains("critical")
+    );
 }
 
 #[test]
@@ -144,16 +180,32 @@ fn algorithm_confusion_is_rejected() {
         .to_public_key_pem(p256::pkcs8::LineEnding::LF)
         .unwrap();
     let p = plugin(json!({ "keys": [{ "alg": "ES256", "pem": pem, "kid": "ec" }] })).unwrap();
-    assert!(p.decide(&req("lobby", Action::Play, &es256(json!({"alg": "ES256"}), good_claims())), NOW).is_ok());
+    assert!(
+        p.decide(
+            &req(
+                "lobby",
+                Action::Play,
+                &es256(json!({"alg": "ES256"}), good_claims())
+            ),
+            NOW
+        )
+        .is_ok()
+    );
     // The classic attack: HMAC-sign with the public key text as the secret.
-    for header in [json!({"alg": "HS256"}), json!({"alg": "HS256", "kid": "ec"})] {
+    for header in [
+        json!({"alg": "HS256"}),
+        json!({"alg": "HS256", "kid": "ec"}),
+    ] {
         let t = hs256(header, good_claims(), pem.as_bytes());
         let (kind, reason) = denial(p.decide(&req("lobby", Action::Play, &t), NOW));
         assert_eq!(kind, DenyKind::Unauthorized);
         assert_eq!(reason, "no HS256 key is configured for this token");
     }
     let t = es256(json!({"alg": "ES256", "kid": "other"}), good_claims());
-    assert_eq!(denial(p.decide(&req("lobby", Action::Play, &t), NOW)).1, "unknown key id `other`");
+    assert_eq!(
+        denial(p.decide(&req("lobby", Action::Play, &t), NOW)).1,
+        "unknown key id `other`"
+    );
 }
 
 #[test]
@@ -165,7 +217,10 @@ fn eddsa_from_pem_and_jwks() {
         .unwrap();
     let token = eddsa(json!({"alg": "EdDSA", "kid": "ed"}), good_claims());
     let p = plugin(json!({ "keys": [{ "alg": "EdDSA", "pem": pem }] })).unwrap();
-    assert!(p.decide(&req("lobby", Action::Play, &token), NOW).is_err(), "kid `ed` is not configured");
+    assert!(
+        p.decide(&req("lobby", Action::Play, &token), NOW).is_err(),
+        "kid `ed` is not configured"
+    );
     let p = plugin(json!({ "keys": [{ "alg": "EdDSA", "pem": pem, "kid": "ed" }] })).unwrap();
     assert!(p.decide(&req("lobby", Action::Play, &token), NOW).is_ok());
 
@@ -184,11 +239,19 @@ fn eddsa_from_pem_and_jwks() {
         assert!(p.decide(&req("lobby", Action::Play, &token), NOW).is_ok());
         let es = es256(json!({"alg": "ES256", "kid": "ec"}), good_claims());
         assert!(p.decide(&req("lobby", Action::Play, &es), NOW).is_ok());
-        let hs = hs256(json!({"alg": "HS256", "kid": "hs"}), good_claims(), SECRET.as_bytes());
+        let hs = hs256(
+            json!({"alg": "HS256", "kid": "hs"}),
+            good_claims(),
+            SECRET.as_bytes(),
+        );
         assert!(p.decide(&req("lobby", Action::Play, &hs), NOW).is_ok());
         // A kid bound to EdDSA cannot be used with ES256.
         let confused = es256(json!({"alg": "ES256", "kid": "ed"}), good_claims());
-        assert!(denial(p.decide(&req("lobby", Action::Play, &confused), NOW)).1.starts_with("no ES256 key"));
+        assert!(
+            denial(p.decide(&req("lobby", Action::Play, &confused), NOW))
+                .1
+                .starts_with("no ES256 key")
+        );
     }
 }
 
@@ -207,16 +270,36 @@ fn time_issuer_and_audience() {
         c.as_object_mut().unwrap().remove(k);
         c
     };
-    assert_eq!(denial(check(with("exp", json!(NOW - 31)))).1, "token expired");
+    assert_eq!(
+        denial(check(with("exp", json!(NOW - 31)))).1,
+        "token expired"
+    );
     assert!(check(with("exp", json!(NOW - 29))).is_ok(), "within leeway");
-    assert!(check(with("exp", json!((NOW + 10) as f64 + 0.5))).is_ok(), "fractional exp");
+    assert!(
+        check(with("exp", json!((NOW + 10) as f64 + 0.5))).is_ok(),
+        "fractional exp"
+    );
     assert_eq!(denial(check(without("exp"))).1, "token has no `exp`");
-    assert!(denial(check(with("exp", json!("soon")))).1.contains("NumericDate"));
-    assert!(denial(check(with("nbf", json!(NOW + 31)))).1.contains("not valid yet"));
+    assert!(
+        denial(check(with("exp", json!("soon"))))
+            .1
+            .contains("NumericDate")
+    );
+    assert!(
+        denial(check(with("nbf", json!(NOW + 31))))
+            .1
+            .contains("not valid yet")
+    );
     assert!(check(with("nbf", json!(NOW + 29))).is_ok());
-    assert_eq!(denial(check(with("iss", json!("evil")))).1, "wrong token issuer");
+    assert_eq!(
+        denial(check(with("iss", json!("evil")))).1,
+        "wrong token issuer"
+    );
     assert_eq!(denial(check(without("iss"))).1, "wrong token issuer");
-    assert_eq!(denial(check(with("aud", json!("elsewhere")))).1, "wrong token audience");
+    assert_eq!(
+        denial(check(with("aud", json!("elsewhere")))).1,
+        "wrong token audience"
+    );
     assert!(check(with("aud", json!(["x", "other"]))).is_ok());
     assert_eq!(denial(check(without("aud"))).1, "wrong token audience");
     assert_eq!(denial(check(without("aud"))).0, DenyKind::Unauthorized);
@@ -233,24 +316,38 @@ fn room_and_role_claims_are_403() {
     assert!(p.decide(&req("studio-7", Action::Play, &t), NOW).is_ok());
     assert_eq!(
         denial(p.decide(&req("studio-7", Action::Publish, &t), NOW)),
-        (DenyKind::Forbidden, "token does not allow publish".to_string())
+        (
+            DenyKind::Forbidden,
+            "token does not allow publish".to_string()
+        )
     );
     assert_eq!(
         denial(p.decide(&req("studio-77", Action::Play, &t), NOW)),
-        (DenyKind::Forbidden, "token is not valid for room `studio-77`".to_string())
+        (
+            DenyKind::Forbidden,
+            "token is not valid for room `studio-77`".to_string()
+        )
     );
     let mut no_room = good_claims();
     no_room.as_object_mut().unwrap().remove("room");
-    assert_eq!(denial(p.decide(&req("lobby", Action::Play, &sign(no_room)), NOW)).0, DenyKind::Forbidden);
+    assert_eq!(
+        denial(p.decide(&req("lobby", Action::Play, &sign(no_room)), NOW)).0,
+        DenyKind::Forbidden
+    );
 
     // Custom claim names, default roles, recheck interval.
-    let p = plugin(json!({ "secret": SECRET, "room_claim": "r", "role_claim": "perm",
-                           "default_roles": ["play"], "recheck_every_secs": 15 }))
+    let p = plugin(
+        json!({ "secret": SECRET, "room_claim": "r", "role_claim": "perm",
+                           "default_roles": ["play"], "recheck_every_secs": 15 }),
+    )
     .unwrap();
     let t = sign(json!({ "sub": "bob", "exp": NOW + 60, "r": "*" }));
     let id = p.decide(&req("any", Action::Play, &t), NOW).unwrap();
     assert_eq!(id.recheck_every_secs, Some(15));
-    assert_eq!(denial(p.decide(&req("any", Action::Publish, &t), NOW)).0, DenyKind::Forbidden);
+    assert_eq!(
+        denial(p.decide(&req("any", Action::Publish, &t), NOW)).0,
+        DenyKind::Forbidden
+    );
 }
 
 #[test]
@@ -258,16 +355,29 @@ fn config_errors_are_specific() {
     let err = |c: Value| plugin(c).err().expect("config error");
     assert!(err(json!({})).contains("no verification key"));
     assert!(err(json!({ "secret": "short" })).starts_with("secret: HS256 secret is 5 bytes"));
-    assert!(err(json!({ "keys": [{ "alg": "RS256", "pem": "nope" }] })).starts_with("keys[0]: not an RSA public key"));
-    assert!(err(json!({ "keys": [{ "alg": "HS999", "secret": SECRET }] })).starts_with("keys[0].alg: unknown variant `HS999`"));
-    assert!(err(json!({ "keys": [{ "alg": "ES256", "secret": SECRET }] })).contains("ES256 needs `pem`"));
-    assert!(err(json!({ "jwks": { "keys": [{ "kty": "EC", "crv": "P-384", "kid": "k" }] } }))
-        .starts_with("jwks: keys[0] (kid `k`): unsupported key type `EC` / curve `P-384`"));
+    assert!(
+        err(json!({ "keys": [{ "alg": "RS256", "pem": "nope" }] }))
+            .starts_with("keys[0]: not an RSA public key")
+    );
+    assert!(
+        err(json!({ "keys": [{ "alg": "HS999", "secret": SECRET }] }))
+            .starts_with("keys[0].alg: unknown variant `HS999`")
+    );
+    assert!(
+        err(json!({ "keys": [{ "alg": "ES256", "secret": SECRET }] }))
+            .contains("ES256 needs `pem`")
+    );
+    assert!(
+        err(json!({ "jwks": { "keys": [{ "kty": "EC", "crv": "P-384", "kid": "k" }] } }))
+            .starts_with("jwks: keys[0] (kid `k`): unsupported key type `EC` / curve `P-384`")
+    );
     assert!(err(json!({ "jwks": "{not json" })).starts_with("jwks: not a JWKS document"));
     assert!(err(json!({ "secret": SECRET, "leeway_secs": 99999 })).contains("leeway_secs"));
     assert!(err(json!({ "secret": SECRET, "audence": "x" })).contains("unknown field `audence`"));
-    assert!(err(json!({ "jwks": { "keys": [
+    assert!(
+        err(json!({ "jwks": { "keys": [
         { "kty": "oct", "kid": "a", "k": b64(SECRET.as_bytes()) },
         { "kty": "oct", "kid": "a", "k": b64(SECRET.as_bytes()) } ] } }))
-    .contains("key id `a` is used by more than one key"));
+        .contains("key id `a` is used by more than one key")
+    );
 }

@@ -32,7 +32,9 @@ impl std::fmt::Display for TokenError {
 }
 
 fn b64_json(part: &str, what: &'static str) -> Result<Map<String, Value>, TokenError> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed(what))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed(what))?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(TokenError::Malformed(what)),
@@ -41,7 +43,11 @@ fn b64_json(part: &str, what: &'static str) -> Result<Map<String, Value>, TokenE
 
 /// Verify `token` against `keys` and return its claims. Time and audience checks are the
 /// caller's; this establishes only that a configured key signed these exact bytes.
-pub fn verify(token: &str, keys: &[Key], max_bytes: usize) -> Result<Map<String, Value>, TokenError> {
+pub fn verify(
+    token: &str,
+    keys: &[Key],
+    max_bytes: usize,
+) -> Result<Map<String, Value>, TokenError> {
     if token.len() > max_bytes {
         return Err(TokenError::TooLarge(max_bytes));
     }
@@ -57,7 +63,8 @@ pub fn verify(token: &str, keys: &[Key], max_bytes: usize) -> Result<Map<String,
         .and_then(Value::as_str)
         .ok_or(TokenError::Malformed("header has no `alg`"))?;
     // `none`, HS384, PS256, ... are refused before any key is looked at.
-    let alg = Alg::from_jose(alg_name).ok_or_else(|| TokenError::UnsupportedAlg(alg_name.to_string()))?;
+    let alg =
+        Alg::from_jose(alg_name).ok_or_else(|| TokenError::UnsupportedAlg(alg_name.to_string()))?;
     if header.contains_key("crit") {
         return Err(TokenError::CriticalHeader);
     }
@@ -75,7 +82,10 @@ pub fn verify(token: &str, keys: &[Key], max_bytes: usize) -> Result<Map<String,
     // RS256 public key from being tried as an HS256 secret.
     let candidates: Vec<&Key> = match kid {
         Some(kid) => {
-            let by_kid: Vec<&Key> = keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).collect();
+            let by_kid: Vec<&Key> = keys
+                .iter()
+                .filter(|k| k.kid.as_deref() == Some(kid))
+                .collect();
             if by_kid.is_empty() {
                 return Err(TokenError::UnknownKid(kid.to_string()));
             }
@@ -86,7 +96,10 @@ pub fn verify(token: &str, keys: &[Key], max_bytes: usize) -> Result<Map<String,
     if candidates.is_empty() {
         return Err(TokenError::NoKeyForAlg(alg.as_str()));
     }
-    if !candidates.iter().any(|key| signature_ok(&key.material, signing_input, &signature)) {
+    if !candidates
+        .iter()
+        .any(|key| signature_ok(&key.material, signing_input, &signature))
+    {
         return Err(TokenError::BadSignature);
     }
     b64_json(payload_b64, "payload is not base64url JSON")
@@ -117,7 +130,8 @@ fn signature_ok(key: &KeyMaterial, msg: &[u8], sig: &[u8]) -> bool {
             let Ok(bytes) = <[u8; 64]>::try_from(sig) else {
                 return false;
             };
-            vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&bytes)).is_ok()
+            vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&bytes))
+                .is_ok()
         }
     }
 }

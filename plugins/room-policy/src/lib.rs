@@ -56,7 +56,10 @@ impl RoomPolicy {
         if settings.allow_rooms.is_empty() {
             return Err("allow_rooms: empty list would refuse every room".into());
         }
-        for (key, patterns) in [("allow_rooms", &settings.allow_rooms), ("deny_rooms", &settings.deny_rooms)] {
+        for (key, patterns) in [
+            ("allow_rooms", &settings.allow_rooms),
+            ("deny_rooms", &settings.deny_rooms),
+        ] {
             if let Some(i) = patterns.iter().position(|p| p.is_empty()) {
                 return Err(format!("{key}[{i}]: empty pattern"));
             }
@@ -84,7 +87,9 @@ impl RoomPolicy {
         let allowed = s.allow_rooms.iter().any(|p| glob::matches(p, room))
             && !s.deny_rooms.iter().any(|p| glob::matches(p, room));
         if !allowed {
-            return Err(Deny::forbidden(format!("room `{room}` is not allowed here")));
+            return Err(Deny::forbidden(format!(
+                "room `{room}` is not allowed here"
+            )));
         }
         let (max_publishers, max_viewers) = self.limits_for(room);
         match req.action {
@@ -98,7 +103,9 @@ impl RoomPolicy {
             }
             Action::Play => {
                 if let Some(max) = max_viewers.filter(|max| req.counts.viewers >= *max) {
-                    return Err(Deny::forbidden(format!("room `{room}` is full ({max} viewers)")));
+                    return Err(Deny::forbidden(format!(
+                        "room `{room}` is full ({max} viewers)"
+                    )));
                 }
             }
         }
@@ -133,7 +140,10 @@ mod tests {
             action,
             credential: None,
             remote_addr: None,
-            counts: RoomCounts { publishers, viewers },
+            counts: RoomCounts {
+                publishers,
+                viewers,
+            },
         }
     }
 
@@ -144,7 +154,10 @@ mod tests {
         let d = p.decide(&req("r", Action::Publish, 1, 0)).unwrap_err();
         assert_eq!(d.reason, "room `r` already has 1 publisher(s) (max 1)");
         assert!(p.decide(&req("r", Action::Play, 1, 1)).is_ok());
-        assert_eq!(p.decide(&req("r", Action::Play, 1, 2)).unwrap_err().reason, "room `r` is full (2 viewers)");
+        assert_eq!(
+            p.decide(&req("r", Action::Play, 1, 2)).unwrap_err().reason,
+            "room `r` is full (2 viewers)"
+        );
     }
 
     #[test]
@@ -157,20 +170,48 @@ mod tests {
         }))
         .unwrap();
         assert!(p.decide(&req("lobby", Action::Play, 0, 99)).is_ok());
-        assert!(p.decide(&req("other", Action::Play, 0, 0)).unwrap_err().reason.contains("not allowed"));
+        assert!(
+            p.decide(&req("other", Action::Play, 0, 0))
+                .unwrap_err()
+                .reason
+                .contains("not allowed")
+        );
         assert!(p.decide(&req("studio-test", Action::Play, 0, 0)).is_err());
         assert!(p.decide(&req("studio-vip-1", Action::Play, 0, 1)).is_err());
         // The `studio-*` override has no viewer cap (overrides replace, not merge).
         assert!(p.decide(&req("studio-2", Action::Play, 0, 5000)).is_ok());
         assert!(p.decide(&req("studio-2", Action::Publish, 2, 0)).is_err());
-        assert_eq!(p.decide(&req("x", Action::Play, 0, 0)).unwrap_err().kind, switchboard_plugin_sdk::DenyKind::Forbidden);
+        assert_eq!(
+            p.decide(&req("x", Action::Play, 0, 0)).unwrap_err().kind,
+            switchboard_plugin_sdk::DenyKind::Forbidden
+        );
     }
 
     #[test]
     fn config_errors() {
-        assert!(policy(serde_json::json!({ "allow_rooms": [] })).err().unwrap().contains("allow_rooms"));
-        assert!(policy(serde_json::json!({ "max_viewer": 1 })).err().unwrap().contains("unknown field"));
-        assert!(policy(serde_json::json!({ "max_viewers": -1 })).err().unwrap().starts_with("max_viewers:"));
-        assert!(policy(serde_json::json!({ "limits": [{ "room": "" }] })).err().unwrap().contains("limits[0].room"));
+        assert!(
+            policy(serde_json::json!({ "allow_rooms": [] }))
+                .err()
+                .unwrap()
+                .contains("allow_rooms")
+        );
+        assert!(
+            policy(serde_json::json!({ "max_viewer": 1 }))
+                .err()
+                .unwrap()
+                .contains("unknown field")
+        );
+        assert!(
+            policy(serde_json::json!({ "max_viewers": -1 }))
+                .err()
+                .unwrap()
+                .starts_with("max_viewers:")
+        );
+        assert!(
+            policy(serde_json::json!({ "limits": [{ "room": "" }] }))
+                .err()
+                .unwrap()
+                .contains("limits[0].room")
+        );
     }
 }

@@ -123,16 +123,32 @@ impl StaticToken {
             }
             let scope = Scope::Room(room.clone());
             match tokens {
-                RoomTokens::Both(t) => this.add(&format!("rooms.{room}"), Some(t), &scope, true, true)?,
+                RoomTokens::Both(t) => {
+                    this.add(&format!("rooms.{room}"), Some(t), &scope, true, true)?
+                }
                 RoomTokens::Split(t) => {
                     this.add(&format!("rooms.{room}.token"), t.token, &scope, true, true)?;
-                    this.add(&format!("rooms.{room}.publish_token"), t.publish_token, &scope, true, false)?;
-                    this.add(&format!("rooms.{room}.play_token"), t.play_token, &scope, false, true)?;
+                    this.add(
+                        &format!("rooms.{room}.publish_token"),
+                        t.publish_token,
+                        &scope,
+                        true,
+                        false,
+                    )?;
+                    this.add(
+                        &format!("rooms.{room}.play_token"),
+                        t.play_token,
+                        &scope,
+                        false,
+                        true,
+                    )?;
                 }
             }
         }
         if this.grants.is_empty() && !this.public_play {
-            return Err("no token configured: set `token`, `publish_token`, `play_token` or `rooms`".into());
+            return Err(
+                "no token configured: set `token`, `publish_token`, `play_token` or `rooms`".into(),
+            );
         }
         Ok(this)
     }
@@ -205,7 +221,10 @@ mod tests {
             action,
             credential: credential.map(Into::into),
             remote_addr: None,
-            counts: RoomCounts { publishers: 0, viewers: 0 },
+            counts: RoomCounts {
+                publishers: 0,
+                viewers: 0,
+            },
         }
     }
 
@@ -221,34 +240,95 @@ mod tests {
             "rooms": { "lobby": "lobby-tok", "studio-*": { "publish_token": "studio-pub" } }
         }))
         .unwrap();
-        assert_eq!(p.decide(&req("any", Action::Publish, Some("global"))).unwrap().subject, "token:any");
-        assert_eq!(p.decide(&req("any", Action::Play, Some("viewer"))).unwrap().subject, "token:any:play");
-        assert_eq!(kind(p.decide(&req("any", Action::Publish, Some("viewer")))), Some(DenyKind::Forbidden));
-        assert_eq!(p.decide(&req("lobby", Action::Publish, Some("lobby-tok"))).unwrap().subject, "token:lobby");
-        assert_eq!(kind(p.decide(&req("other", Action::Play, Some("lobby-tok")))), Some(DenyKind::Forbidden));
         assert_eq!(
-            p.decide(&req("studio-9", Action::Publish, Some("studio-pub"))).unwrap().subject,
+            p.decide(&req("any", Action::Publish, Some("global")))
+                .unwrap()
+                .subject,
+            "token:any"
+        );
+        assert_eq!(
+            p.decide(&req("any", Action::Play, Some("viewer")))
+                .unwrap()
+                .subject,
+            "token:any:play"
+        );
+        assert_eq!(
+            kind(p.decide(&req("any", Action::Publish, Some("viewer")))),
+            Some(DenyKind::Forbidden)
+        );
+        assert_eq!(
+            p.decide(&req("lobby", Action::Publish, Some("lobby-tok")))
+                .unwrap()
+                .subject,
+            "token:lobby"
+        );
+        assert_eq!(
+            kind(p.decide(&req("other", Action::Play, Some("lobby-tok")))),
+            Some(DenyKind::Forbidden)
+        );
+        assert_eq!(
+            p.decide(&req("studio-9", Action::Publish, Some("studio-pub")))
+                .unwrap()
+                .subject,
             "token:studio-*:publish"
         );
-        assert_eq!(kind(p.decide(&req("studio-9", Action::Play, Some("studio-pub")))), Some(DenyKind::Forbidden));
-        assert_eq!(kind(p.decide(&req("lobby", Action::Play, Some("nope")))), Some(DenyKind::Unauthorized));
-        assert_eq!(kind(p.decide(&req("lobby", Action::Play, None))), Some(DenyKind::Unauthorized));
-        assert_eq!(kind(p.decide(&req("lobby", Action::Play, Some("")))), Some(DenyKind::Unauthorized));
+        assert_eq!(
+            kind(p.decide(&req("studio-9", Action::Play, Some("studio-pub")))),
+            Some(DenyKind::Forbidden)
+        );
+        assert_eq!(
+            kind(p.decide(&req("lobby", Action::Play, Some("nope")))),
+            Some(DenyKind::Unauthorized)
+        );
+        assert_eq!(
+            kind(p.decide(&req("lobby", Action::Play, None))),
+            Some(DenyKind::Unauthorized)
+        );
+        assert_eq!(
+            kind(p.decide(&req("lobby", Action::Play, Some("")))),
+            Some(DenyKind::Unauthorized)
+        );
     }
 
     #[test]
     fn public_play() {
         let p = plugin(serde_json::json!({ "publish_token": "pub", "public_play": true })).unwrap();
-        assert_eq!(p.decide(&req("r", Action::Play, None)).unwrap().subject, "anonymous");
-        assert_eq!(p.decide(&req("r", Action::Play, Some("junk"))).unwrap().subject, "anonymous");
-        assert_eq!(kind(p.decide(&req("r", Action::Publish, None))), Some(DenyKind::Unauthorized));
+        assert_eq!(
+            p.decide(&req("r", Action::Play, None)).unwrap().subject,
+            "anonymous"
+        );
+        assert_eq!(
+            p.decide(&req("r", Action::Play, Some("junk")))
+                .unwrap()
+                .subject,
+            "anonymous"
+        );
+        assert_eq!(
+            kind(p.decide(&req("r", Action::Publish, None))),
+            Some(DenyKind::Unauthorized)
+        );
         assert!(p.decide(&req("r", Action::Publish, Some("pub"))).is_ok());
     }
 
     #[test]
     fn config_errors() {
-        assert!(plugin(serde_json::json!({})).err().expect("config error").contains("no token configured"));
-        assert!(plugin(serde_json::json!({ "token": " " })).err().expect("config error").contains("token: token must not be empty"));
-        assert!(plugin(serde_json::json!({ "tokn": "x" })).err().expect("config error").contains("unknown field `tokn`"));
+        assert!(
+            plugin(serde_json::json!({}))
+                .err()
+                .expect("config error")
+                .contains("no token configured")
+        );
+        assert!(
+            plugin(serde_json::json!({ "token": " " }))
+                .err()
+                .expect("config error")
+                .contains("token: token must not be empty")
+        );
+        assert!(
+            plugin(serde_json::json!({ "tokn": "x" }))
+                .err()
+                .expect("config error")
+                .contains("unknown field `tokn`")
+        );
     }
 }

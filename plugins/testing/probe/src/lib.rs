@@ -61,7 +61,9 @@ impl Plugin for Probe {
                 struct Verdict {
                     subject: String,
                 }
-                let verdict: Verdict = resp.json().map_err(|e| Deny::unauthorized(format!("upstream body: {e}")))?;
+                let verdict: Verdict = resp
+                    .json()
+                    .map_err(|e| Deny::unauthorized(format!("upstream body: {e}")))?;
                 Ok(Identity::new(verdict.subject))
             }
             Probe::LogFlood { lines } => {

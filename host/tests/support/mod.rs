@@ -1,0 +1,146 @@
+//! Shared helpers for the plugin integration tests (`host/tests/plugins_*.rs`).
+//!
+//! Components come from `target/plugins/`, built by `cargo xtask plugins`; JWTs come from
+//! PyJWT via `mint_jwt.py`, so the JWT plugin is checked against an independent implementation.
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use switchboard::auth::{Action, AdmitRequest, RoomCounts};
+use switchboard::plugins::{Hook, PluginConfig, PluginGrants, PluginLimits, UpstreamConfig};
+
+/// HS256 secret shared with `mint_jwt.py` tokens.
+pub const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// `target/plugins/<name>.wasm`, or a panic saying how to build it.
+pub fn component(name: &str) -> PathBuf {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => workspace_root().join(dir),
+        _ => workspace_root().join("target"),
+    };
+    let path = target.join("plugins").join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the plugins first with `cargo xtask plugins`",
+        path.display()
+    );
+    path
+}
+
+/// A `[[plugins]]` entry for the component `file` (e.g. "auth-jwt").
+pub fn plugin(name: &str, file: &str, hooks: &[Hook], config: Value) -> PluginConfig {
+    PluginConfig {
+        name: name.into(),
+        path: component(file),
+        hooks: hooks.to_vec(),
+        config: match config {
+            Value::Object(map) => map,
+            Value::Null => Default::default(),
+            other => panic!("plugin config must be an object, got {other}"),
+        },
+        limits: PluginLimits::default(),
+        grants: PluginGrants::default(),
+    }
+}
+
+pub fn no_upstreams() -> BTreeMap<String, UpstreamConfig> {
+    BTreeMap::new()
+}
+
+pub fn request(room: &str, action: Action, credential: Option<&str>) -> AdmitRequest {
+    AdmitRequest {
+        room: room.into(),
+        action,
+        credential: credential.map(Into::into),
+        remote_addr: Some("127.0.0.1:50000".parse().expect("literal")),
+        counts: RoomCounts::default(),
+    }
+}
+
+/// Make sure PyJWT is importable, installing it with pip once if needed.
+fn ensure_pyjwt() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let importable = || {
+            Command::new("python3")
+                .args(["-c", "import jwt, cryptography"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if importable() {
+            return;
+        }
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "pyjwt", "cryptography"])
+            .status()
+            .expect("python3 is needed for the JWT tests");
+        assert!(
+            status.success() && importable(),
+            "could not install PyJWT: run `python3 -m pip install pyjwt cryptography`"
+        );
+    });
+}
+
+/// Run `mint_jwt.py` with `tokens` (see the script for the spec). Returns its JSON output:
+/// `pem.{RS256,ES256,EdDSA}`, `jwks`, `tokens.<name>`.
+pub fn mint(tokens: Value) -> Value {
+    ensure_pyjwt();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/mint_jwt.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let spec = serde_json::json!({ "secret": SECRET, "tokens": tokens });
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(spec.to_string().as_bytes())
+            .expect("write spec");
+    }
+    let out = child.wait_with_output().expect("mint_jwt.py output");
+    assert!(out.status.success(), "mint_jwt.py failed");
+    serde_json::from_slice(&out.stdout).expect("mint_jwt.py prints JSON")
+}
+
+/// Claims valid for `room` with `roles`, expiring in ten minutes.
+pub fn claims(room: Value, roles: Value) -> Value {
+    serde_json::json!({
+        "sub": "alice", "iss": "https://idp.test", "aud": "switchboard",
+        "exp": "$now+600", "nbf": "$now-5", "iat": "$now",
+        "room": room, "role": roles,
+    })
+}
+
+/// The auth-jwt config matching `mint` output: all three PEM keys plus the shared secret.
+pub fn jwt_config(minted: &Value) -> Value {
+    serde_json::json!({
+        "issuer": "https://idp.test",
+        "audience": "switchboard",
+        "keys": [
+            { "alg": "HS256", "secret": SECRET },
+            { "alg": "RS256", "pem": minted["pem"]["RS256"] },
+            { "alg": "ES256", "pem": minted["pem"]["ES256"] },
+            { "alg": "EdDSA", "pem": minted["pem"]["EdDSA"] },
+        ],
+    })
+}
+
+pub fn token<'a>(minted: &'a Value, name: &str) -> &'a str {
+    minted["tokens"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("token {name} was minted"))
+}
