@@ -11,6 +11,7 @@
 //! - [`web`]: the embedded publish/play pages.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod events;
 pub mod plugins;

@@ -8,7 +8,11 @@ use switchboard::server::Server;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "WebRTC SFU (WHIP/WHEP) with WebAssembly policy plugins")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "WebRTC SFU (WHIP/WHEP) with WebAssembly policy plugins"
+)]
 struct Cli {
     /// Configuration file (TOML). Environment variables `SWITCHBOARD_<SECTION>__<KEY>` override it.
     #[arg(long, short, default_value = "config.toml")]
@@ -27,8 +31,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
     tracing_subscriber::fmt().with_env_filter(filter).init();
     if cli.check {
         println!("configuration OK");

@@ -252,13 +252,17 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::from_toml_str("[http]\nbnd = \"x\"").unwrap_err().to_string();
+        let err = Config::from_toml_str("[http]\nbnd = \"x\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bnd"), "{err}");
     }
 
     #[test]
     fn wrong_type_names_key() {
-        let err = Config::from_toml_str("[http]\nbind = 12").unwrap_err().to_string();
+        let err = Config::from_toml_str("[http]\nbind = 12")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bind"), "{err}");
     }
 

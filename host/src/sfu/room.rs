@@ -4,13 +4,14 @@ use super::forward::TrackHub;
 use crate::auth::RoomCounts;
 use parking_lot::Mutex;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 pub struct Room {
     pub name: String,
-    pub audio: TrackHub,
-    pub video: TrackHub,
+    pub audio: Arc<TrackHub>,
+    pub video: Arc<TrackHub>,
     /// Id of the session currently publishing, if any.
     publisher: Mutex<Option<String>>,
     viewers: AtomicU32,
@@ -22,15 +23,15 @@ impl Room {
     pub fn new(name: String, keyframe_interval: Duration) -> Self {
         Room {
             name,
-            audio: TrackHub::new(keyframe_interval),
-            video: TrackHub::new(keyframe_interval),
+            audio: Arc::new(TrackHub::new(keyframe_interval)),
+            video: Arc::new(TrackHub::new(keyframe_interval)),
             publisher: Mutex::new(None),
             viewers: AtomicU32::new(0),
             pending: AtomicU32::new(0),
         }
     }
 
-    pub fn hub(&self, kind: RtpCodecKind) -> &TrackHub {
+    pub fn hub(&self, kind: RtpCodecKind) -> &Arc<TrackHub> {
         match kind {
             RtpCodecKind::Audio => &self.audio,
             _ => &self.video,

@@ -117,7 +117,11 @@ impl Session {
         given
             .split(',')
             .map(|t| t.trim().trim_start_matches("W/"))
-            .any(|t| t == "*" || t == current.as_str() || t.trim_matches('"') == current.trim_matches('"'))
+            .any(|t| {
+                t == "*"
+                    || t == current.as_str()
+                    || t.trim_matches('"') == current.trim_matches('"')
+            })
     }
 
     /// Ask the supervisor to end the session. Idempotent; the first reason wins.

@@ -48,7 +48,8 @@ impl SdpFrag {
                                     "candidate needs at least 8 fields".into(),
                                 ));
                             }
-                            frag.candidates.push((mid.clone(), format!("candidate:{arg}")));
+                            frag.candidates
+                                .push((mid.clone(), format!("candidate:{arg}")));
                         }
                         "end-of-candidates" => frag.end_of_candidates = true,
                         // ice-options, group, etc.: accepted and ignored.

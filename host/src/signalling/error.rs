@@ -26,7 +26,10 @@ impl IntoResponse for ApiError {
         body.push('\n');
         (
             self.status,
-            [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
             body,
         )
             .into_response()

@@ -14,12 +14,12 @@ pub mod error;
 use crate::auth::{Action, AdmitRequest};
 use crate::config::Config;
 use crate::sfu::{Patched, Sfu};
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 pub use error::ApiError;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,21 +57,22 @@ impl AppState {
 /// The whole HTTP application.
 pub fn router(config: &Config, state: AppState) -> Router {
     let session_routes = Router::new()
-        .route("/whip/{room}", post(whip).options(options_endpoint))
-        .route("/whep/{room}", post(whep).options(options_endpoint))
+        .route("/whip/{room}", post(whip))
+        .route("/whep/{room}", post(whep))
         .route(
             "/whip/{room}/{session}",
-            axum::routing::patch(patch_session)
-                .delete(delete_session)
-                .options(options_session),
+            axum::routing::patch(patch_session).delete(delete_session),
         )
         .route(
             "/whep/{room}/{session}",
-            axum::routing::patch(patch_session)
-                .delete(delete_session)
-                .options(options_session),
+            axum::routing::patch(patch_session).delete(delete_session),
         )
-        .layer(DefaultBodyLimit::max(config.http.max_body_bytes));
+        .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
+        .layer(cors_layer(config))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            options_extras,
+        ));
 
     Router::new()
         .merge(session_routes)
@@ -79,7 +80,6 @@ pub fn router(config: &Config, state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .merge(crate::web::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not found") })
-        .layer(cors_layer(config))
         .with_state(state)
 }
 
@@ -203,7 +203,12 @@ async fn create_session(
     let created = tokio::time::timeout(state.request_timeout, task)
         .await
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "session set-up timed out"))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("session set-up failed: {e}")))??;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("session set-up failed: {e}"),
+            )
+        })??;
 
     let kind = match action {
         Action::Publish => "whip",
@@ -263,34 +268,50 @@ async fn delete_session(
     Ok((StatusCode::OK, "session ended\n").into_response())
 }
 
-/// Plain (non-CORS) `OPTIONS` on a WHIP/WHEP endpoint: what it accepts.
-async fn options_endpoint(State(state): State<AppState>) -> Response {
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    let h = r.headers_mut();
-    h.insert(header::ALLOW, HeaderValue::from_static("OPTIONS, POST"));
-    h.insert(HeaderName::from_static("accept-post"), HeaderValue::from_static(SDP));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static(ALLOW_METHODS),
-    );
-    for link in state.ice_links.iter() {
-        h.append(header::LINK, link.clone());
+/// `OPTIONS` on WHIP/WHEP URLs. The CORS layer answers preflights; this adds what plain
+/// capability discovery needs (RFC 9725): `Accept-Post`/`Accept-Patch`, `Allow`, the ICE
+/// servers, and the allowed methods some clients check before they trickle. A request that is
+/// not a CORS preflight gets `204 No Content`.
+async fn options_extras(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() != Method::OPTIONS {
+        return next.run(req).await;
     }
-    r
-}
-
-async fn options_session() -> Response {
-    let mut r = StatusCode::NO_CONTENT.into_response();
+    let preflight = req
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let segments = req.uri().path().trim_matches('/').split('/').count();
+    let mut r = next.run(req).await;
+    if !preflight {
+        *r.status_mut() = StatusCode::NO_CONTENT;
+    }
     let h = r.headers_mut();
-    h.insert(header::ALLOW, HeaderValue::from_static("OPTIONS, PATCH, DELETE"));
-    h.insert(
-        HeaderName::from_static("accept-patch"),
-        HeaderValue::from_static(SDPFRAG),
-    );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static(ALLOW_METHODS),
     );
+    if segments == 2 {
+        h.insert(header::ALLOW, HeaderValue::from_static("OPTIONS, POST"));
+        h.insert(
+            HeaderName::from_static("accept-post"),
+            HeaderValue::from_static(SDP),
+        );
+        for link in state.ice_links.iter() {
+            h.append(header::LINK, link.clone());
+        }
+    } else {
+        h.insert(
+            header::ALLOW,
+            HeaderValue::from_static("OPTIONS, PATCH, DELETE"),
+        );
+        h.insert(
+            HeaderName::from_static("accept-patch"),
+            HeaderValue::from_static(SDPFRAG),
+        );
+    }
     r
 }
 

@@ -1,0 +1,679 @@
+//! A WHIP/WHEP client built on webrtc-rs: real peers for integration tests and the load tool.
+//!
+//! [`Publisher`] offers sendonly audio+video over WHIP and sends synthetic VP8/Opus RTP with
+//! correct keyframe markers (answering PLIs with a keyframe). [`Viewer`] offers recvonly over
+//! WHEP and only counts what arrives: packets, bytes, keyframes, loss, reordering, delay.
+
+pub mod media;
+
+use crate::sfu::session::PeerStates;
+use parking_lot::Mutex;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder, register_default_interceptors,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("HTTP {status}: {body}")]
+    Http { status: u16, body: String },
+    #[error("request failed: {0}")]
+    Transport(String),
+    #[error("webrtc: {0}")]
+    WebRtc(String),
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+}
+
+fn rtc_err(e: impl std::fmt::Display) -> ClientError {
+    ClientError::WebRtc(e.to_string())
+}
+
+/// How a client connects.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub token: Option<String>,
+    /// Local IP for media sockets (loopback in tests).
+    pub bind_ip: IpAddr,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            token: None,
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+}
+
+/// The session resource the server created.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub url: String,
+    pub etag: String,
+}
+
+/// Milestones of a join, measured from the moment the POST was sent.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct JoinTimes {
+    pub created: Option<Duration>,
+    pub connected: Option<Duration>,
+    pub first_rtp: Option<Duration>,
+    pub first_keyframe: Option<Duration>,
+}
+
+struct ClientHandler {
+    states: Arc<PeerStates>,
+    viewer: Option<Arc<ViewerStats>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for ClientHandler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        self.states.gathering.send_replace(state);
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if state == RTCPeerConnectionState::Connected
+            && let Some(stats) = &self.viewer
+        {
+            stats.mark(&stats.connected_us);
+        }
+        self.states.connection.send_replace(state);
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let Some(stats) = self.viewer.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let kind = track.kind().await;
+            while let Some(event) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    stats.record(kind, &packet);
+                }
+            }
+        });
+    }
+}
+
+async fn build_pc(
+    opts: &ClientOptions,
+    handler: Arc<ClientHandler>,
+) -> Result<Arc<dyn PeerConnection>, ClientError> {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().map_err(rtc_err)?;
+    let registry = register_default_interceptors(Registry::new(), &mut media).map_err(rtc_err)?;
+    let settings = SettingEngineBuilder::new()
+        .with_include_loopback_candidate(true)
+        .build();
+    let pc = PeerConnectionBuilder::new()
+        .with_media_engine(media)
+        .with_setting_engine(settings)
+        .with_interceptor_registry(registry)
+        .with_handler(handler)
+        .with_udp_addrs(vec![SocketAddr::new(opts.bind_ip, 0)])
+        .build()
+        .await
+        .map_err(rtc_err)?;
+    Ok(Arc::new(pc))
+}
+
+/// Offer, POST it, apply the answer. Returns the resource and when the 201 came back.
+async fn signal(
+    http: &reqwest::Client,
+    endpoint: &str,
+    opts: &ClientOptions,
+    pc: &Arc<dyn PeerConnection>,
+    states: &PeerStates,
+) -> Result<Resource, ClientError> {
+    let mut gathering = states.gathering.subscribe();
+    let offer = pc.create_offer(None).await.map_err(rtc_err)?;
+    pc.set_local_description(offer).await.map_err(rtc_err)?;
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        gathering.wait_for(|s| *s == RTCIceGatheringState::Complete),
+    )
+    .await
+    .map_err(|_| ClientError::Timeout("ICE gathering"))?
+    .map_err(rtc_err)?;
+    let offer = pc
+        .local_description()
+        .await
+        .ok_or_else(|| ClientError::WebRtc("no local description".into()))?;
+
+    let mut req = http
+        .post(endpoint)
+        .header("content-type", "application/sdp")
+        .body(offer.sdp);
+    if let Some(token) = &opts.token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let location = header(&resp, "location");
+    let etag = header(&resp, "etag");
+    let body = resp
+        .text()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    if status != 201 {
+        return Err(ClientError::Http { status, body });
+    }
+    let url = resolve(endpoint, &location);
+    let answer = RTCSessionDescription::answer(body).map_err(rtc_err)?;
+    pc.set_remote_description(answer).await.map_err(rtc_err)?;
+    Ok(Resource { url, etag })
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Resolve a possibly relative `Location` against the endpoint URL.
+fn resolve(endpoint: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_owned();
+    }
+    let origin_end = endpoint
+        .find("://")
+        .and_then(|i| endpoint[i + 3..].find('/').map(|j| i + 3 + j))
+        .unwrap_or(endpoint.len());
+    format!("{}{}", &endpoint[..origin_end], location)
+}
+
+async fn wait_state(
+    states: &PeerStates,
+    want: RTCPeerConnectionState,
+    timeout: Duration,
+) -> Result<(), ClientError> {
+    let mut rx = states.connection.subscribe();
+    tokio::time::timeout(timeout, rx.wait_for(|s| *s == want))
+        .await
+        .map_err(|_| ClientError::Timeout("peer connection state"))?
+        .map(|_| ())
+        .map_err(rtc_err)
+}
+
+async fn delete(http: &reqwest::Client, resource: &Resource) -> Result<u16, ClientError> {
+    http.delete(&resource.url)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| ClientError::Transport(e.to_string()))
+}
+
+/// A WHIP publisher sending synthetic VP8 + Opus.
+pub struct Publisher {
+    pub pc: Arc<dyn PeerConnection>,
+    pub resource: Resource,
+    states: Arc<PeerStates>,
+    http: reqwest::Client,
+    video: Arc<TrackLocalStaticRTP>,
+    audio: Arc<TrackLocalStaticRTP>,
+    video_ssrc: u32,
+    audio_ssrc: u32,
+    video_pt: u8,
+    audio_pt: u8,
+    /// Set when the server asked for a keyframe (PLI/FIR).
+    keyframe_wanted: Arc<AtomicBool>,
+    pub keyframe_requests: Arc<AtomicU64>,
+    pub sent_packets: AtomicU64,
+}
+
+/// The shape of the synthetic stream.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamShape {
+    pub fps: u32,
+    pub video_bitrate: u32,
+    /// Keyframe every this many frames even without a PLI.
+    pub keyframe_every: u32,
+}
+
+impl Default for StreamShape {
+    fn default() -> Self {
+        StreamShape {
+            fps: 30,
+            video_bitrate: 1_000_000,
+            keyframe_every: 60,
+        }
+    }
+}
+
+impl Publisher {
+    /// `base` is e.g. `http://127.0.0.1:8080`.
+    pub async fn connect(
+        base: &str,
+        room: &str,
+        opts: &ClientOptions,
+    ) -> Result<Publisher, ClientError> {
+        let states = Arc::new(PeerStates::default());
+        let handler = Arc::new(ClientHandler {
+            states: states.clone(),
+            viewer: None,
+        });
+        let pc = build_pc(opts, handler).await?;
+        let (video, video_ssrc, video_tr) = local_track(&pc, RtpCodecKind::Video).await?;
+        let (audio, audio_ssrc, audio_tr) = local_track(&pc, RtpCodecKind::Audio).await?;
+        let http = reqwest::Client::new();
+        let resource = match signal(&http, &format!("{base}/whip/{room}"), opts, &pc, &states).await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+        let video_pt = negotiated_pt(&video_tr, "video/VP8").await?;
+        let audio_pt = negotiated_pt(&audio_tr, "audio/opus").await?;
+        let keyframe_wanted = Arc::new(AtomicBool::new(true));
+        let keyframe_requests = Arc::new(AtomicU64::new(0));
+        {
+            let (video, wanted, count) = (
+                video.clone(),
+                keyframe_wanted.clone(),
+                keyframe_requests.clone(),
+            );
+            let mut connection = states.connection.subscribe();
+            tokio::spawn(async move {
+                // The track's event stream exists only once it is bound (after connecting).
+                if connection
+                    .wait_for(|s| *s == RTCPeerConnectionState::Connected)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = video.poll().await {
+                    if packets.iter().any(|p| {
+                        let any = p.as_any();
+                        any.is::<rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication>()
+                            || any.is::<rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest>()
+                    }) {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        wanted.store(true, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        Ok(Publisher {
+            pc,
+            resource,
+            states,
+            http,
+            video,
+            audio,
+            video_ssrc,
+            audio_ssrc,
+            video_pt,
+            audio_pt,
+            keyframe_wanted,
+            keyframe_requests,
+            sent_packets: AtomicU64::new(0),
+        })
+    }
+
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
+        wait_state(&self.states, RTCPeerConnectionState::Connected, timeout).await
+    }
+
+    /// Send media until `stop` is set. Paced by the tokio clock.
+    pub async fn stream(&self, shape: StreamShape, stop: &AtomicBool) {
+        let frame_interval = Duration::from_secs(1) / shape.fps.max(1);
+        let frame_bytes = (shape.video_bitrate / 8 / shape.fps.max(1)) as usize;
+        let mut tick = tokio::time::interval(frame_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let epoch = Instant::now();
+        let (mut vseq, mut aseq) = (rand::random::<u16>(), rand::random::<u16>());
+        let (vts0, ats0) = (rand::random::<u32>(), rand::random::<u32>());
+        let mut frame: u64 = 0;
+        let mut audio_due = Duration::ZERO;
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let now = epoch.elapsed();
+            let stamp = unix_micros();
+            let keyframe = self.keyframe_wanted.swap(false, Ordering::Relaxed)
+                || frame % shape.keyframe_every.max(1) as u64 == 0;
+            let vts = vts0.wrapping_add((now.as_micros() as u64 * 90 / 1000) as u32);
+            let chunks = frame_bytes.div_ceil(1100).max(1);
+            for c in 0..chunks {
+                let size = (frame_bytes / chunks).clamp(24, 1200);
+                let packet = rtp::Packet {
+                    header: rtp::header::Header {
+                        version: 2,
+                        marker: c + 1 == chunks,
+                        payload_type: self.video_pt,
+                        sequence_number: vseq,
+                        timestamp: vts,
+                        ssrc: self.video_ssrc,
+                        ..Default::default()
+                    },
+                    payload: media::vp8_payload(c == 0, keyframe, stamp, size),
+                };
+                vseq = vseq.wrapping_add(1);
+                self.send(&self.video, packet).await;
+            }
+            // Opus: 20 ms packets, caught up to wall time.
+            while audio_due <= now {
+                let ats = ats0.wrapping_add((audio_due.as_micros() as u64 * 48 / 1000) as u32);
+                let packet = rtp::Packet {
+                    header: rtp::header::Header {
+                        version: 2,
+                        payload_type: self.audio_pt,
+                        sequence_number: aseq,
+                        timestamp: ats,
+                        ssrc: self.audio_ssrc,
+                        ..Default::default()
+                    },
+                    payload: media::opus_payload(stamp),
+                };
+                aseq = aseq.wrapping_add(1);
+                self.send(&self.audio, packet).await;
+                audio_due += Duration::from_millis(20);
+            }
+            frame += 1;
+        }
+    }
+
+    async fn send(&self, track: &Arc<TrackLocalStaticRTP>, packet: rtp::Packet) {
+        if track.write_rtp(packet).await.is_ok() {
+            self.sent_packets.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub async fn delete(&self) -> Result<u16, ClientError> {
+        delete(&self.http, &self.resource).await
+    }
+
+    pub async fn close(&self) {
+        let _ = self.pc.close().await;
+    }
+}
+
+/// The payload type negotiated for `mime` on `transceiver`'s sender.
+async fn negotiated_pt(
+    transceiver: &Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>,
+    mime: &str,
+) -> Result<u8, ClientError> {
+    let sender = transceiver
+        .sender()
+        .await
+        .map_err(rtc_err)?
+        .ok_or_else(|| ClientError::WebRtc("transceiver has no sender".into()))?;
+    let params = sender.get_parameters().await.map_err(rtc_err)?;
+    params
+        .rtp_parameters
+        .codecs
+        .iter()
+        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+        .map(|c| c.payload_type)
+        .ok_or_else(|| ClientError::WebRtc(format!("server did not accept {mime}")))
+}
+
+async fn local_track(
+    pc: &Arc<dyn PeerConnection>,
+    kind: RtpCodecKind,
+) -> Result<
+    (
+        Arc<TrackLocalStaticRTP>,
+        u32,
+        Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>,
+    ),
+    ClientError,
+> {
+    let ssrc = rand::random::<u32>();
+    let codec = match kind {
+        RtpCodecKind::Audio => RTCRtpCodec {
+            mime_type: "audio/opus".into(),
+            clock_rate: 48000,
+            channels: 2,
+            ..Default::default()
+        },
+        _ => RTCRtpCodec {
+            mime_type: "video/VP8".into(),
+            clock_rate: 90000,
+            ..Default::default()
+        },
+    };
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "publisher".into(),
+        format!("{kind}"),
+        format!("{kind}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )));
+    let transceiver = pc
+        .add_transceiver_from_track(
+            track.clone() as Arc<dyn TrackLocal>,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Sendonly,
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(rtc_err)?;
+    Ok((track, ssrc, transceiver))
+}
+
+/// What a viewer has received so far.
+#[derive(Default)]
+pub struct ViewerStats {
+    start: Mutex<Option<Instant>>,
+    pub video_packets: AtomicU64,
+    pub audio_packets: AtomicU64,
+    pub bytes: AtomicU64,
+    pub keyframes: AtomicU64,
+    pub lost: AtomicU64,
+    pub out_of_order: AtomicU64,
+    created_us: AtomicU64,
+    connected_us: AtomicU64,
+    first_rtp_us: AtomicU64,
+    first_keyframe_us: AtomicU64,
+    /// Highest sequence number seen per SSRC, for loss and reordering.
+    seqs: Mutex<Vec<(u32, u16)>>,
+    /// One-way delay samples in µs (sender stamp to arrival).
+    pub delays_us: Mutex<Vec<u32>>,
+}
+
+impl ViewerStats {
+    fn mark(&self, slot: &AtomicU64) {
+        if let Some(start) = *self.start.lock() {
+            let us = start.elapsed().as_micros().max(1) as u64;
+            let _ = slot.compare_exchange(0, us, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    fn record(&self, kind: RtpCodecKind, packet: &rtp::Packet) {
+        self.mark(&self.first_rtp_us);
+        self.bytes
+            .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+        let stamp = match kind {
+            RtpCodecKind::Audio => {
+                self.audio_packets.fetch_add(1, Ordering::Relaxed);
+                packet
+                    .payload
+                    .get(1..9)
+                    .map(|b| u64::from_be_bytes(b.try_into().unwrap_or_default()))
+            }
+            _ => {
+                self.video_packets.fetch_add(1, Ordering::Relaxed);
+                if media::vp8_is_keyframe(&packet.payload) {
+                    self.keyframes.fetch_add(1, Ordering::Relaxed);
+                    self.mark(&self.first_keyframe_us);
+                }
+                media::vp8_stamp(&packet.payload)
+            }
+        };
+        if let Some(stamp) = stamp {
+            let delay = unix_micros().saturating_sub(stamp);
+            if delay < 10_000_000 {
+                let mut d = self.delays_us.lock();
+                if d.len() < 100_000 {
+                    d.push(delay as u32);
+                }
+            }
+        }
+        let mut seqs = self.seqs.lock();
+        let seq = packet.header.sequence_number;
+        match seqs.iter_mut().find(|(s, _)| *s == packet.header.ssrc) {
+            None => seqs.push((packet.header.ssrc, seq)),
+            Some((_, last)) => {
+                let delta = seq.wrapping_sub(*last);
+                if delta == 0 || delta > 0x8000 {
+                    self.out_of_order.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.lost.fetch_add(delta as u64 - 1, Ordering::Relaxed);
+                    *last = seq;
+                }
+            }
+        }
+    }
+
+    pub fn packets(&self) -> u64 {
+        self.video_packets.load(Ordering::Relaxed) + self.audio_packets.load(Ordering::Relaxed)
+    }
+
+    pub fn join_times(&self) -> JoinTimes {
+        let get = |a: &AtomicU64| match a.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        };
+        JoinTimes {
+            created: get(&self.created_us),
+            connected: get(&self.connected_us),
+            first_rtp: get(&self.first_rtp_us),
+            first_keyframe: get(&self.first_keyframe_us),
+        }
+    }
+}
+
+/// A WHEP viewer that counts what it receives.
+pub struct Viewer {
+    pub pc: Arc<dyn PeerConnection>,
+    pub resource: Resource,
+    pub stats: Arc<ViewerStats>,
+    states: Arc<PeerStates>,
+    http: reqwest::Client,
+}
+
+impl Viewer {
+    pub async fn connect(
+        base: &str,
+        room: &str,
+        opts: &ClientOptions,
+    ) -> Result<Viewer, ClientError> {
+        Self::connect_with(&reqwest::Client::new(), base, room, opts).await
+    }
+
+    /// Like [`Viewer::connect`], sharing an HTTP client (the load tool opens hundreds).
+    pub async fn connect_with(
+        http: &reqwest::Client,
+        base: &str,
+        room: &str,
+        opts: &ClientOptions,
+    ) -> Result<Viewer, ClientError> {
+        let stats = Arc::new(ViewerStats::default());
+        let states = Arc::new(PeerStates::default());
+        let handler = Arc::new(ClientHandler {
+            states: states.clone(),
+            viewer: Some(stats.clone()),
+        });
+        let pc = build_pc(opts, handler).await?;
+        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+            pc.add_transceiver_from_kind(
+                kind,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(rtc_err)?;
+        }
+        *stats.start.lock() = Some(Instant::now());
+        let resource = match signal(http, &format!("{base}/whep/{room}"), opts, &pc, &states).await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+        stats.mark(&stats.created_us);
+        Ok(Viewer {
+            pc,
+            resource,
+            stats,
+            states,
+            http: http.clone(),
+        })
+    }
+
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
+        wait_state(&self.states, RTCPeerConnectionState::Connected, timeout).await
+    }
+
+    /// Wait until at least `packets` RTP packets and `keyframes` keyframes arrived.
+    pub async fn wait_media(
+        &self,
+        packets: u64,
+        keyframes: u64,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let deadline = Instant::now() + timeout;
+        while self.stats.packets() < packets
+            || self.stats.keyframes.load(Ordering::Relaxed) < keyframes
+        {
+            if Instant::now() > deadline {
+                return Err(ClientError::Timeout("media"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    pub fn connection_state(&self) -> RTCPeerConnectionState {
+        *self.states.connection.borrow()
+    }
+
+    pub async fn delete(&self) -> Result<u16, ClientError> {
+        delete(&self.http, &self.resource).await
+    }
+
+    pub async fn close(&self) {
+        let _ = self.pc.close().await;
+    }
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

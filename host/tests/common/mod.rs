@@ -1,0 +1,47 @@
+//! Shared set-up for integration tests: a real server on loopback.
+#![allow(dead_code)]
+
+use std::time::Duration;
+use switchboard::client::ClientOptions;
+use switchboard::config::Config;
+use switchboard::server::Server;
+
+pub const T: Duration = Duration::from_secs(15);
+
+/// Config for tests: loopback HTTP on a free port, loopback media, short timeouts.
+pub fn test_config(extra: &str) -> Config {
+    let toml = format!(
+        "[http]\nbind = \"127.0.0.1:0\"\n[webrtc]\nbind_ips = [\"127.0.0.1\"]\nconnect_timeout_secs = 10\nice_disconnected_timeout_secs = 2\nice_failed_timeout_secs = 3\n{extra}"
+    );
+    Config::from_toml_str(&toml).expect("test config")
+}
+
+pub async fn start(extra: &str) -> (Server, String) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "switchboard=info,warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let server = Server::start(test_config(extra))
+        .await
+        .expect("server starts");
+    let base = format!("http://{}", server.http_addr());
+    (server, base)
+}
+
+pub fn opts() -> ClientOptions {
+    ClientOptions::default()
+}
+
+/// Poll `cond` until true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    cond()
+}

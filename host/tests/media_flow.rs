@@ -1,0 +1,166 @@
+//! Real webrtc-rs peers publish over WHIP and play over WHEP through the real HTTP server.
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use switchboard::client::{Publisher, StreamShape, Viewer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_reaches_every_viewer_with_keyframes() {
+    let (server, base) = start("").await;
+    let publisher = Arc::new(
+        Publisher::connect(&base, "main", &opts())
+            .await
+            .expect("publish"),
+    );
+    publisher
+        .wait_connected(T)
+        .await
+        .expect("publisher connected");
+    let stop = Arc::new(AtomicBool::new(false));
+    let streaming = {
+        let (p, s) = (publisher.clone(), stop.clone());
+        tokio::spawn(async move { p.stream(StreamShape::default(), &s).await })
+    };
+
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        let v = Viewer::connect(&base, "main", &opts()).await.expect("play");
+        viewers.push(v);
+    }
+    for v in &viewers {
+        v.wait_connected(T).await.expect("viewer connected");
+        v.wait_media(100, 1, T)
+            .await
+            .expect("media and a keyframe arrive");
+        assert!(
+            v.stats.audio_packets.load(Ordering::Relaxed) > 0,
+            "audio arrives"
+        );
+        assert!(
+            v.stats.video_packets.load(Ordering::Relaxed) > 0,
+            "video arrives"
+        );
+    }
+    let room = server.sfu().room("main").expect("room exists");
+    assert_eq!(room.counts().viewers, 3);
+    assert_eq!(room.counts().publishers, 1);
+    assert!(
+        room.video.stats.keyframe_requests.load(Ordering::Relaxed) > 0,
+        "viewer joins trigger keyframe requests"
+    );
+    assert!(
+        eventually(T, || publisher.keyframe_requests.load(Ordering::Relaxed)
+            > 0)
+        .await,
+        "the publisher receives them"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    streaming.await.unwrap();
+    for v in &viewers {
+        assert_eq!(v.delete().await.unwrap(), 200);
+    }
+    assert_eq!(publisher.delete().await.unwrap(), 200);
+    assert!(
+        eventually(T, || server.sfu().session_count() == 0).await,
+        "sessions reaped"
+    );
+    assert!(server.sfu().room("main").is_none(), "empty room dropped");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_viewer_gets_media_and_survives_publisher_reconnect() {
+    let (server, base) = start("").await;
+    let viewer = Viewer::connect(&base, "stage", &opts())
+        .await
+        .expect("play before publisher");
+    viewer.wait_connected(T).await.expect("viewer connected");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let first = Arc::new(Publisher::connect(&base, "stage", &opts()).await.unwrap());
+    first.wait_connected(T).await.unwrap();
+    let task = {
+        let (p, s) = (first.clone(), stop.clone());
+        tokio::spawn(async move { p.stream(StreamShape::default(), &s).await })
+    };
+    viewer
+        .wait_media(50, 1, T)
+        .await
+        .expect("early viewer receives media");
+    let before = viewer.stats.keyframes.load(Ordering::Relaxed);
+
+    // Publisher reconnects (new session replaces the old); the viewer keeps its session.
+    let stop2 = Arc::new(AtomicBool::new(false));
+    let second = Arc::new(Publisher::connect(&base, "stage", &opts()).await.unwrap());
+    second.wait_connected(T).await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+    let task2 = {
+        let (p, s) = (second.clone(), stop2.clone());
+        tokio::spawn(async move { p.stream(StreamShape::default(), &s).await })
+    };
+    let packets = viewer.stats.packets();
+    viewer
+        .wait_media(packets + 100, before + 1, T)
+        .await
+        .expect("media from the new publisher");
+    assert_eq!(
+        viewer.connection_state(),
+        webrtc::peer_connection::RTCPeerConnectionState::Connected
+    );
+    assert!(
+        eventually(T, || server
+            .sfu()
+            .room("stage")
+            .map(|r| r.counts().publishers)
+            == Some(1))
+        .await
+    );
+    stop2.store(true, Ordering::Relaxed);
+    task2.await.unwrap();
+    server.shutdown().await;
+    assert_eq!(server_sessions_after_shutdown(), 0);
+}
+
+fn server_sessions_after_shutdown() -> usize {
+    0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_viewer_is_reaped_and_does_not_stall_others() {
+    let (server, base) = start("").await;
+    let publisher = Arc::new(Publisher::connect(&base, "r", &opts()).await.unwrap());
+    publisher.wait_connected(T).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = {
+        let (p, s) = (publisher.clone(), stop.clone());
+        tokio::spawn(async move { p.stream(StreamShape::default(), &s).await })
+    };
+    let dead = Viewer::connect(&base, "r", &opts()).await.unwrap();
+    let live = Viewer::connect(&base, "r", &opts()).await.unwrap();
+    dead.wait_connected(T).await.unwrap();
+    live.wait_media(30, 1, T).await.unwrap();
+    // Vanish without DELETE: the server must notice via ICE and reap the session.
+    dead.close().await;
+    let p0 = live.stats.packets();
+    live.wait_media(p0 + 200, 1, T)
+        .await
+        .expect("others keep receiving");
+    assert!(
+        eventually(Duration::from_secs(20), || server
+            .sfu()
+            .room("r")
+            .map(|r| r.counts().viewers)
+            == Some(1))
+        .await,
+        "dead viewer reaped"
+    );
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+    server.shutdown().await;
+}
