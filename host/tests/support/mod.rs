@@ -144,3 +144,78 @@ pub fn token<'a>(minted: &'a Value, name: &str) -> &'a str {
         .as_str()
         .unwrap_or_else(|| panic!("token {name} was minted"))
 }
+
+/// A local HTTP service standing in for an identity provider, reached by plugins through a
+/// named upstream. `GET /check?token=T` answers `{"subject": "via-http:T"}` when the request
+/// carries `x-api-key: upstream-key` (injected by the host from config), 401 otherwise;
+/// token `slow` waits 400 ms first, token `stall` 5 s.
+pub async fn spawn_idp() -> String {
+    use axum::extract::Query;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    use std::collections::HashMap;
+
+    async fn check(
+        headers: HeaderMap,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> (StatusCode, String) {
+        if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some("upstream-key") {
+            return (StatusCode::UNAUTHORIZED, "no api key".into());
+        }
+        let token = q.get("token").cloned().unwrap_or_default();
+        match token.as_str() {
+            "slow" => tokio::time::sleep(std::time::Duration::from_millis(400)).await,
+            "stall" => tokio::time::sleep(std::time::Duration::from_secs(5)).await,
+            "banned" => return (StatusCode::FORBIDDEN, "banned".into()),
+            _ => {}
+        }
+        (
+            StatusCode::OK,
+            serde_json::json!({ "subject": format!("via-http:{token}") }).to_string(),
+        )
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind idp");
+    let addr = listener.local_addr().expect("idp addr");
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().route("/check", get(check)))
+            .await
+            .expect("idp serves");
+    });
+    format!("http://{addr}")
+}
+
+/// `[upstreams.idp]` pointing at `url`, with the API key the host injects.
+pub fn idp_upstream(url: &str, timeout_ms: u64) -> BTreeMap<String, UpstreamConfig> {
+    let mut headers = BTreeMap::new();
+    headers.insert("x-api-key".to_string(), "upstream-key".to_string());
+    BTreeMap::from([(
+        "idp".to_string(),
+        UpstreamConfig {
+            url: url.into(),
+            timeout_ms,
+            headers,
+            max_response_kib: 64,
+        },
+    )])
+}
+
+/// The probe plugin with every grant (it imports every host interface).
+pub fn probe(name: &str, config: Value) -> PluginConfig {
+    let mut p = plugin(
+        name,
+        "testing-probe",
+        &[switchboard::plugins::Hook::Auth],
+        config,
+    );
+    p.grants = PluginGrants {
+        log: true,
+        clock: true,
+        kv: true,
+        http: vec!["idp".into()],
+    };
+    p.limits.timeout_ms = 2_000;
+    p
+}
