@@ -45,7 +45,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, cli.config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("switchboard: {e:#}");
@@ -54,8 +54,16 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
     let server = Server::start(config).await.context("start-up failed")?;
+    // SIGHUP and `POST /admin/reload` re-read the plugin sections of the same file (and env).
+    server.plugins().set_reload_source(Box::new(move || {
+        Config::load(&path)
+            .map(|c| (c.plugins, c.upstreams))
+            .map_err(|e| e.to_string())
+    }));
+    let _reload_on_hangup = switchboard::plugins::spawn_sighup_reload(server.plugins().clone())
+        .context("cannot listen for SIGHUP")?;
     wait_for_stop_signal().await?;
     tracing::info!("shutting down: closing sessions");
     server.shutdown().await;

@@ -1,8 +1,9 @@
 //! Wiring: config -> admission -> SFU -> HTTP, and an orderly shutdown.
 
-use crate::auth::{Gatekeeper, OpenGate};
+use crate::auth::Gatekeeper;
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::plugins::PluginGate;
 use crate::sfu::Sfu;
 use crate::signalling::{self, AppState};
 use anyhow::{Context, bail};
@@ -19,19 +20,25 @@ pub struct Server {
     ready: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     http: JoinHandle<()>,
+    plugins: Arc<PluginGate>,
 }
 
 impl Server {
     /// Start serving on `config.http.bind` (port 0 picks a free one; see [`Server::http_addr`]).
     pub async fn start(config: Config) -> anyhow::Result<Server> {
-        let gate = build_gate(&config).await?;
-        check_exposure(&config, gate.as_ref())?;
+        let plugins = build_gate(&config).await?;
+        check_exposure(&config, plugins.as_ref())?;
+        let gate: Arc<dyn Gatekeeper> = plugins.clone();
 
         let events = EventBus::default();
         let sfu = Sfu::new(&config, gate, events);
         let ready = Arc::new(AtomicBool::new(false));
         let state = AppState::new(&config, sfu.clone(), ready.clone());
-        let app = signalling::router(&config, state);
+        // `POST /admin/reload` answers 404 unless `admin.token` is set.
+        let app = signalling::router(&config, state).merge(crate::plugins::admin_router(
+            plugins.clone(),
+            Some(config.admin.token.clone()),
+        ));
 
         let listener = tokio::net::TcpListener::bind(config.http.bind)
             .await
@@ -58,6 +65,7 @@ impl Server {
             ready,
             stop,
             http,
+            plugins,
         })
     }
 
@@ -67,6 +75,11 @@ impl Server {
 
     pub fn sfu(&self) -> &Arc<Sfu> {
         &self.sfu
+    }
+
+    /// The plugin gate, to reload plugins (SIGHUP, tests) or set where reloads read config.
+    pub fn plugins(&self) -> &Arc<PluginGate> {
+        &self.plugins
     }
 
     /// Stop taking work, close every session cleanly, then stop HTTP.
@@ -84,10 +97,12 @@ impl Server {
     }
 }
 
-async fn build_gate(config: &Config) -> anyhow::Result<Arc<dyn Gatekeeper>> {
-    // PLUGIN-GATE
-    let _ = config;
-    Ok(Arc::new(OpenGate))
+/// Load the configured plugins; a bad plugin fails start-up with its name and the reason.
+async fn build_gate(config: &Config) -> anyhow::Result<Arc<PluginGate>> {
+    let gate = PluginGate::new(config.plugins.clone(), config.upstreams.clone())
+        .await
+        .context("loading plugins")?;
+    Ok(Arc::new(gate))
 }
 
 /// Refuse to expose an unauthenticated server beyond loopback unless told to.

@@ -37,7 +37,13 @@ pub struct Config {
     pub auth: AuthConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
-    // PLUGINS-FIELDS
+    /// WebAssembly plugins deciding admission, in evaluation order (see docs/plugins.md).
+    /// None: everyone is admitted (loopback only, unless `auth.allow_unauthenticated_public`).
+    #[serde(default)]
+    pub plugins: Vec<crate::plugins::PluginConfig>,
+    /// HTTP services plugins may call by name (`[upstreams.<name>]`, granted per plugin).
+    #[serde(default)]
+    pub upstreams: std::collections::BTreeMap<String, crate::plugins::UpstreamConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,7 +159,8 @@ impl Default for Config {
             log: LogConfig {
                 filter: "info".into(),
             },
-            // PLUGINS-DEFAULTS
+            plugins: Vec::new(),
+            upstreams: Default::default(),
         }
     }
 }

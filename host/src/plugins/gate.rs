@@ -58,7 +58,7 @@ pub struct PluginGate {
     active: ArcSwap<PluginSet>,
     /// KV stores by plugin name, kept across reloads.
     kv: Mutex<HashMap<String, Arc<KvStore>>>,
-    source: Option<ReloadSource>,
+    source: Mutex<Option<Arc<ReloadSource>>>,
     reloading: tokio::sync::Mutex<()>,
 }
 
@@ -74,16 +74,21 @@ impl PluginGate {
         Ok(PluginGate {
             active: ArcSwap::from_pointee(set),
             kv,
-            source: None,
+            source: Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
         })
     }
 
     /// Where [`PluginGate::reload`] gets the new configuration. Without a source, reload
     /// re-reads the `.wasm` files with the current configuration.
-    pub fn with_reload_source(mut self, source: ReloadSource) -> Self {
-        self.source = Some(source);
+    pub fn with_reload_source(self, source: ReloadSource) -> Self {
+        self.set_reload_source(source);
         self
+    }
+
+    /// Like [`PluginGate::with_reload_source`], for a gate that is already shared.
+    pub fn set_reload_source(&self, source: ReloadSource) {
+        *self.source.lock() = Some(Arc::new(source));
     }
 
     /// Names of the plugins in effect, in config order.
@@ -99,7 +104,8 @@ impl PluginGate {
     /// Reload from the reload source (or the current config): recompile, validate, swap.
     /// On any error the plugins in effect stay as they were.
     pub async fn reload(&self) -> Result<ReloadReport, PluginError> {
-        let (plugins, upstreams) = match &self.source {
+        let source = self.source.lock().clone();
+        let (plugins, upstreams) = match source {
             Some(source) => source().map_err(PluginError::Source)?,
             None => {
                 let current = self.active.load();
