@@ -250,6 +250,20 @@ async fn browser_publishes_and_plays_through_embedded_pages() {
         result["play"]["stats"]["connectionState"], "connected",
         "play connection state:\n{pretty}"
     );
+    let refused = result["refusedStatus"].as_str().unwrap_or_default();
+    assert!(
+        refused.starts_with("Error: HTTP 400") && refused.len() > "Error: HTTP 400".len() + 5,
+        "an invalid room name should show the server's 400 answer and message, got {refused:?}"
+    );
+    // The viewer posts its offer before gathering and trickles every candidate with PATCH.
+    let patches: Vec<u64> = result["play"]["patchStatuses"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    assert!(
+        !patches.is_empty() && patches.iter().all(|s| (200..300).contains(s)),
+        "trickle ICE PATCHes of the play page should all succeed, got {patches:?}:\n{pretty}"
+    );
     for page in ["publish", "play"] {
         let status = result[page]["deleteStatus"].as_u64();
         assert!(

@@ -161,6 +161,7 @@ async function pageStats() {
           remote: remote ? `${remote.candidateType} ${remote.protocol} ${remote.address}:${remote.port}` : null,
           dtlsCipher: s.dtlsCipher ?? null,
           srtpCipher: s.srtpCipher ?? null,
+          dtlsRole: s.dtlsRole ?? null,
         };
       }
     }
@@ -176,10 +177,10 @@ function pageStatus(page) {
 }
 
 /** Opens one of the embedded pages with autostart and collects its console for diagnostics. */
-async function openPage(context, kind, diagnostics) {
+async function openPage(context, kind, diagnostics, { room = opts.room, label = kind, trickle = false } = {}) {
   const page = await context.newPage();
   const lines = [];
-  diagnostics[kind] = lines;
+  diagnostics[label] = lines;
   page.on('console', (msg) => {
     if (msg.type() === 'error' || msg.type() === 'warning') lines.push(`${msg.type()}: ${msg.text()}`);
   });
@@ -188,12 +189,14 @@ async function openPage(context, kind, diagnostics) {
   page.on('response', (res) => {
     if (res.status() >= 400) lines.push(`http ${res.status()}: ${res.request().method()} ${res.url()}`);
   });
-  const query = new URLSearchParams({ room: opts.room, autostart: '1' });
+  const query = new URLSearchParams({ room, autostart: '1' });
+  if (trickle) query.set('trickle', '1');
   if (opts.token) query.set('token', opts.token);
   const url = `${opts.base}/${kind}?${query}`;
   log(`open ${url.replace(/token=[^&]+/, 'token=***')}`);
   const res = await page.goto(url, { timeout: remaining(), waitUntil: 'load' });
   if (!res || !res.ok()) throw new StepError(`GET /${kind} answered ${res ? res.status() : 'nothing'}`);
+  log(`${label}: page loaded`);
   return page;
 }
 
@@ -278,13 +281,26 @@ async function run(result, diagnostics) {
     log(`connected to Chromium ${result.browserVersion}`);
     const context = browser.contexts()[0] ?? (await browser.newContext());
 
+    // A request the server refuses must surface its status and message in the status line.
+    const refused = await openPage(context, 'play', diagnostics, { room: 'no such room!', label: 'refused' });
+    try {
+      await refused.waitForFunction(() => document.getElementById('status').dataset.state === 'error',
+        null, { timeout: Math.min(remaining(), 10000), polling: 100 });
+    } catch {
+      throw new StepError(`an invalid room name did not produce an error on the play page (status: "${(await pageStatus(refused)).text}")`);
+    }
+    result.refusedStatus = (await pageStatus(refused)).text;
+    log(`invalid room: ${result.refusedStatus}`);
+    await refused.close();
+
     const publisher = await openPage(context, 'publish', diagnostics);
     await waitConnected(publisher, 'publish');
     const pubStats = await pollStats(publisher, 'publish', 'outgoing video packets',
       (s) => (s.outbound.video?.packetsSent ?? 0) > 0, 15000);
     result.publish = { status: (await pageStatus(publisher)).text, stats: pubStats };
 
-    const viewer = await openPage(context, 'play', diagnostics);
+    // The viewer sends its offer at once and trickles its candidates with PATCH.
+    const viewer = await openPage(context, 'play', diagnostics, { trickle: true });
     await waitConnected(viewer, 'play');
     const first = await pollStats(viewer, 'play', 'decoded video frames and audio packets',
       (s) => (s.inbound.video?.framesDecoded ?? 0) > 0 && (s.inbound.audio?.packetsReceived ?? 0) > 0, 20000);
@@ -295,6 +311,8 @@ async function run(result, diagnostics) {
       (s) => (s.inbound.video?.framesDecoded ?? 0) >= firstFrames + SUSTAINED_FRAMES, 10000);
     result.play = { status: (await pageStatus(viewer)).text, firstFramesDecoded: firstFrames, stats: playStats };
     result.publish.stats = await publisher.evaluate(pageStats);
+    result.play.patchStatuses = await viewer.evaluate(() => window.session.patchStatuses);
+    log(`play: trickle PATCH statuses ${JSON.stringify(result.play.patchStatuses)}`);
     result.framesDecoded = playStats.inbound.video.framesDecoded;
     result.audioPacketsReceived = playStats.inbound.audio?.packetsReceived ?? 0;
     const v = playStats.inbound.video;

@@ -1,5 +1,6 @@
 // Page wiring for the embedded Switchboard pages (index, publish, play).
-// Query parameters: ?room=<name>&token=<bearer token>&autostart=1
+// Query parameters: ?room=<name>&token=<bearer token>&autostart=1&trickle=1 (send the offer at
+// once and trickle ICE candidates with PATCH instead of waiting for gathering to finish).
 // The active RTCPeerConnection is exposed as `window.pc`, the session as `window.session`.
 
 import { Session } from './whip-whep.js';
@@ -94,7 +95,13 @@ function initSessionPage(kind) {
         const remote = new MediaStream();
         video.srcObject = remote;
       }
-      session = new Session({ endpoint: endpointFor(kind, room), kind, stream, token: form.token.value.trim() });
+      session = new Session({
+        endpoint: endpointFor(kind, room),
+        kind,
+        stream,
+        token: form.token.value.trim(),
+        trickle: params.get('trickle') === '1',
+      });
       window.session = session;
       session.addEventListener('state', () => {
         window.pc = session.pc;

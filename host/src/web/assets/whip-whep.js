@@ -5,9 +5,10 @@
 //   await session.start();   // offer -> POST application/sdp -> answer
 //   await session.stop();    // DELETE the session resource, close the connection
 //
-// ICE: the offer is sent once local gathering completes (bounded by GATHER_TIMEOUT_MS), so
-// servers without trickle support get every candidate up front. Candidates that arrive after the
-// POST are trickled with PATCH application/trickle-ice-sdpfrag when the server returned an ETag.
+// ICE: by default the offer is sent once local gathering completes (bounded by
+// GATHER_TIMEOUT_MS), so servers without trickle support get every candidate up front. With
+// `trickle: true` the offer is sent at once. Either way, candidates found after the POST are sent
+// with PATCH application/trickle-ice-sdpfrag (If-Match: the ETag) when the server returned an ETag.
 // ICE servers come from `Link: <...>; rel="ice-server"` headers of an OPTIONS request made before
 // the offer is created (RFC 9725 section 4.6); a server that does not answer OPTIONS is fine.
 
@@ -168,8 +169,9 @@ export class Session extends EventTarget {
    * @param {MediaStream} [opts.stream] tracks to publish (WHIP only).
    * @param {string} [opts.token] sent as `Authorization: Bearer <token>`.
    * @param {RTCIceServer[]} [opts.iceServers] used in addition to servers the endpoint advertises.
+   * @param {boolean} [opts.trickle] send the offer without waiting for ICE gathering.
    */
-  constructor({ endpoint, kind, stream = null, token = '', iceServers = [] }) {
+  constructor({ endpoint, kind, stream = null, token = '', iceServers = [], trickle = false }) {
     super();
     if (kind !== 'whip' && kind !== 'whep') throw new TypeError(`unknown session kind ${kind}`);
     if (kind === 'whip' && !stream) throw new TypeError('a WHIP session needs a MediaStream');
@@ -178,6 +180,9 @@ export class Session extends EventTarget {
     this.stream = stream;
     this.token = token;
     this.extraIceServers = iceServers;
+    this.trickle = trickle;
+    /** HTTP statuses of the trickle PATCH requests sent so far. */
+    this.patchStatuses = [];
     /** @type {RTCPeerConnection|null} */
     this.pc = null;
     /** URL of the session resource (from `Location`), once created. */
@@ -247,7 +252,7 @@ export class Session extends EventTarget {
       pc.addEventListener('icecandidate', (e) => this.onCandidate(e.candidate));
 
       await pc.setLocalDescription(await pc.createOffer());
-      await waitForGathering(pc, GATHER_TIMEOUT_MS);
+      if (!this.trickle) await waitForGathering(pc, GATHER_TIMEOUT_MS);
       if (this.state === 'closed') return;
       const offer = pc.localDescription.sdp;
       this.offerSdp = offer;
@@ -329,6 +334,7 @@ export class Session extends EventTarget {
           headers: this.headers({ 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': this.etag }),
           body: frag,
         });
+        this.patchStatuses.push(res.status);
         if (res.status === 405 || res.status === 501) {
           this.etag = null; // the server does not take trickled candidates; stop trying
         } else {
