@@ -1,10 +1,11 @@
 //! A plugin that misbehaves on purpose, for the host's failure-policy tests. Never deploy it.
 //!
 //! `config.mode` picks the misbehaviour; `config.phase` picks when (`call`, the default, or
-//! `configure`). Mode `ok` behaves, so a test can check the same binary loads fine.
+//! `configure`); `config.only_room` (a pattern) limits it to matching rooms, so one server can
+//! host a hostile room next to healthy ones. Mode `ok` behaves.
 
 use serde::Deserialize;
-use switchboard_plugin_sdk::{AuthRequest, Config, Deny, Identity, Plugin};
+use switchboard_plugin_sdk::{AuthRequest, Config, Deny, Identity, Plugin, glob};
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -16,7 +17,7 @@ enum Mode {
     Memory,
     /// Hit `unreachable`.
     Trap,
-    /// Return an identity whose subject is megabytes long.
+    /// Return an identity (auth) or a denial reason (room policy) megabytes long.
     Oversized,
     /// Return an empty subject.
     EmptySubject,
@@ -36,10 +37,21 @@ struct Settings {
     mode: Mode,
     #[serde(default)]
     phase: Phase,
+    only_room: Option<String>,
 }
 
 pub struct Hostile {
     mode: Mode,
+    only_room: Option<String>,
+}
+
+impl Hostile {
+    fn mode_for(&self, room: &str) -> Mode {
+        match &self.only_room {
+            Some(pattern) if !glob::matches(pattern, room) => Mode::Ok,
+            _ => self.mode,
+        }
+    }
 }
 
 fn misbehave(mode: Mode) -> Result<Identity, Deny> {
@@ -71,15 +83,22 @@ impl Plugin for Hostile {
         if s.phase == Phase::Configure {
             misbehave(s.mode).map_err(|d| d.reason)?;
         }
-        Ok(Hostile { mode: s.mode })
+        Ok(Hostile {
+            mode: s.mode,
+            only_room: s.only_room,
+        })
     }
 
-    fn authenticate(&self, _req: &AuthRequest) -> Result<Identity, Deny> {
-        misbehave(self.mode)
+    fn authenticate(&self, req: &AuthRequest) -> Result<Identity, Deny> {
+        misbehave(self.mode_for(&req.room))
     }
 
-    fn check_room(&self, _req: &AuthRequest, _identity: &Identity) -> Result<(), Deny> {
-        misbehave(self.mode).map(|_| ())
+    fn check_room(&self, req: &AuthRequest, _identity: &Identity) -> Result<(), Deny> {
+        match self.mode_for(&req.room) {
+            // Room policy returns no identity: oversize the denial reason instead.
+            Mode::Oversized => Err(Deny::forbidden("x".repeat(4 << 20))),
+            mode => misbehave(mode).map(|_| ()),
+        }
     }
 }
 
