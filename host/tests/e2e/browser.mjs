@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 // End-to-end browser check for Switchboard: headless Chromium with a fake camera and microphone
 // publishes on the embedded /publish page (WHIP) and plays on the embedded /play page (WHEP);
-// the play page's getStats() must show decoded video frames and received audio packets.
+// the play page's getStats() must show decoded video frames and received audio packets. Also:
+// a refused request (invalid room name) must show the server's error in the status line, the
+// viewer trickles its ICE candidates with PATCH (`trickle=1`), and both sessions end with DELETE.
+//
+// Chromium is started with a fixed set of flags (CHROMIUM_FLAGS), a fresh profile and a DevTools
+// port; Playwright attaches over CDP. Chromium and the profile are removed on every exit path.
 //
 //   node browser.mjs <base-url> [--room NAME] [--token TOKEN] [--timeout-ms N]
 //
@@ -194,7 +199,7 @@ async function openPage(context, kind, diagnostics, { room = opts.room, label = 
   if (opts.token) query.set('token', opts.token);
   const url = `${opts.base}/${kind}?${query}`;
   log(`open ${url.replace(/token=[^&]+/, 'token=***')}`);
-  const res = await page.goto(url, { timeout: remaining(), waitUntil: 'load' });
+  const res = await page.goto(url, { timeout: remaining(), waitUntil: 'domcontentloaded' });
   if (!res || !res.ok()) throw new StepError(`GET /${kind} answered ${res ? res.status() : 'nothing'}`);
   log(`${label}: page loaded`);
   return page;

@@ -229,6 +229,7 @@ export class Session extends EventTarget {
     this.setState('connecting', 'preparing offer');
     try {
       const advertised = await this.discoverIceServers();
+      if (this.state === 'closed') return; // stopped while asking for ICE servers
       const pc = new RTCPeerConnection({
         iceServers: [...advertised, ...this.extraIceServers],
         bundlePolicy: 'max-bundle',
