@@ -6,6 +6,7 @@
 
 pub mod media;
 
+use crate::sfu::forward::{is_keyframe_request, with_keyframe_forwarding};
 use crate::sfu::session::PeerStates;
 use parking_lot::Mutex;
 use rtc::media_stream::MediaStreamTrack;
@@ -116,6 +117,8 @@ async fn build_pc(
     let mut media = MediaEngine::default();
     media.register_default_codecs().map_err(rtc_err)?;
     let registry = register_default_interceptors(Registry::new(), &mut media).map_err(rtc_err)?;
+    // Inbound RTCP ends inside the default chain; without this the publisher never sees PLI/FIR.
+    let registry = with_keyframe_forwarding(registry);
     let settings = SettingEngineBuilder::new()
         .with_include_loopback_candidate(true)
         .build();
@@ -295,7 +298,8 @@ impl Publisher {
             );
             let mut connection = states.connection.subscribe();
             tokio::spawn(async move {
-                // The track's event stream exists only once it is bound (after connecting).
+                // Wait for the connection, then read the keyframe requests the SFU relays. They
+                // reach `poll` only because `build_pc` adds the keyframe-request forwarder.
                 if connection
                     .wait_for(|s| *s == RTCPeerConnectionState::Connected)
                     .await
@@ -304,11 +308,7 @@ impl Publisher {
                     return;
                 }
                 while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = video.poll().await {
-                    if packets.iter().any(|p| {
-                        let any = p.as_any();
-                        any.is::<rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication>()
-                            || any.is::<rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest>()
-                    }) {
+                    if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
                         count.fetch_add(1, Ordering::Relaxed);
                         wanted.store(true, Ordering::Relaxed);
                     }

@@ -9,15 +9,20 @@
 use arc_swap::ArcSwap;
 use futures::FutureExt;
 use parking_lot::Mutex;
+use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::rtcp;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::Registry;
 
 /// Payload type that means "this viewer did not negotiate the codec; skip".
 const NO_PT: u8 = 0xff;
@@ -36,7 +41,9 @@ impl PtMap {
                 continue;
             }
             let same_mime = |v: &&RTCRtpCodecParameters| {
-                v.rtp_codec.mime_type.eq_ignore_ascii_case(&s.rtp_codec.mime_type)
+                v.rtp_codec
+                    .mime_type
+                    .eq_ignore_ascii_case(&s.rtp_codec.mime_type)
             };
             let chosen = viewer
                 .iter()
@@ -143,7 +150,10 @@ impl Continuity {
                 // wall time that passed so jitter buffers see a plausible gap.
                 let elapsed_ticks =
                     (at.elapsed().as_secs_f64() * self.clock_rate as f64).max(1.0) as u32;
-                self.seq_offset = self.last_seq.wrapping_add(1).wrapping_sub(header.sequence_number);
+                self.seq_offset = self
+                    .last_seq
+                    .wrapping_add(1)
+                    .wrapping_sub(header.sequence_number);
                 self.ts_offset = self
                     .last_ts
                     .wrapping_add(elapsed_ticks)
@@ -180,7 +190,7 @@ pub struct TrackHub {
     source: Mutex<Option<Source>>,
     continuity: Mutex<Continuity>,
     keyframe_interval: Duration,
-    last_keyframe_request: Mutex<Option<Instant>>,
+    keyframe_throttle: Mutex<KeyframeThrottle>,
     pub stats: HubStats,
 }
 
@@ -192,7 +202,7 @@ impl TrackHub {
             source: Mutex::new(None),
             continuity: Mutex::new(Continuity::default()),
             keyframe_interval,
-            last_keyframe_request: Mutex::new(None),
+            keyframe_throttle: Mutex::new(KeyframeThrottle::default()),
             stats: HubStats::default(),
         }
     }
@@ -214,7 +224,9 @@ impl TrackHub {
         for viewer in viewers.iter() {
             sent += viewer.offer(&packet) as u64;
         }
-        self.stats.forwarded_packets.fetch_add(sent, Ordering::Relaxed);
+        self.stats
+            .forwarded_packets
+            .fetch_add(sent, Ordering::Relaxed);
     }
 
     /// A publisher track starts feeding this hub (replacing any previous one).
@@ -236,7 +248,10 @@ impl TrackHub {
     /// The publisher track stopped; only clears it if it is still the current one.
     pub fn detach_source(&self, track: &Arc<dyn TrackRemote>) {
         let mut source = self.source.lock();
-        if source.as_ref().is_some_and(|s| Arc::ptr_eq(&s.track, track)) {
+        if source
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(&s.track, track))
+        {
             *source = None;
         }
     }
@@ -249,7 +264,11 @@ impl TrackHub {
         let sink = Arc::new(sink.with_source(&self.source_codecs.load()));
         self.viewers.rcu(|list| {
             let mut next = Vec::with_capacity(list.len() + 1);
-            next.extend(list.iter().filter(|v| v.session_id != sink.session_id).cloned());
+            next.extend(
+                list.iter()
+                    .filter(|v| v.session_id != sink.session_id)
+                    .cloned(),
+            );
             next.push(sink.clone());
             next
         });
@@ -278,28 +297,153 @@ impl TrackHub {
     }
 
     /// Ask the publisher for a keyframe (PLI), at most once per `keyframe_interval`.
-    pub fn request_keyframe(&self) {
-        let (track, media_ssrc) = {
-            let source = self.source.lock();
-            let Some(source) = source.as_ref() else { return };
-            let mut last = self.last_keyframe_request.lock();
-            if last.is_some_and(|t| t.elapsed() < self.keyframe_interval) {
+    ///
+    /// A request inside the interval is not dropped but deferred to the interval's end, so a
+    /// viewer joining just after another still gets its keyframe promptly.
+    pub fn request_keyframe(self: &Arc<Self>) {
+        let wait = {
+            let mut throttle = self.keyframe_throttle.lock();
+            if throttle.deferred {
                 return;
             }
-            *last = Some(Instant::now());
-            (source.track.clone(), source.media_ssrc)
-        };
-        self.stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            let pli = PictureLossIndication {
-                sender_ssrc: 0,
-                media_ssrc,
-            };
-            if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
-                tracing::debug!(error = %e, "keyframe request not sent");
+            match throttle.last {
+                Some(t) if t.elapsed() < self.keyframe_interval => {
+                    throttle.deferred = true;
+                    self.keyframe_interval - t.elapsed()
+                }
+                _ => {
+                    throttle.last = Some(Instant::now());
+                    Duration::ZERO
+                }
             }
+        };
+        let hub = self.clone();
+        tokio::spawn(async move {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+                let mut throttle = hub.keyframe_throttle.lock();
+                throttle.deferred = false;
+                throttle.last = Some(Instant::now());
+            }
+            hub.send_pli().await;
         });
     }
+
+    async fn send_pli(&self) {
+        let Some((track, media_ssrc)) = self
+            .source
+            .lock()
+            .as_ref()
+            .map(|s| (s.track.clone(), s.media_ssrc))
+        else {
+            return;
+        };
+        self.stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
+            tracing::debug!(error = %e, "keyframe request not sent");
+        }
+    }
+}
+
+#[derive(Default)]
+struct KeyframeThrottle {
+    last: Option<Instant>,
+    deferred: bool,
+}
+
+/// Whether an RTCP packet asks for a keyframe (PLI or FIR).
+pub fn is_keyframe_request(packet: &dyn rtcp::Packet) -> bool {
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+/// Where [`KeyframeRequestForwarder`] sits in the interceptor chain: application-most, past every
+/// stock interceptor (the jitter buffer, at 13_000, is the last named slot), so they have all
+/// seen the inbound RTCP first. `Registry::build` still appends its terminus after it.
+pub const KEYFRAME_FORWARDER_SLOT: usize = 14_000;
+
+/// Add the [`KeyframeRequestForwarder`] to an interceptor registry. Every peer connection
+/// whose local tracks must react to PLI/FIR (the SFU's, and the publishing client's) needs
+/// it: without it `TrackLocal::poll` never yields `OnRtcpPacket`.
+pub fn with_keyframe_forwarding(registry: Registry) -> Registry {
+    registry.with(
+        Slot::from(KEYFRAME_FORWARDER_SLOT),
+        KeyframeRequestForwarder::default(),
+    )
+}
+
+/// Lets inbound keyframe requests (PLI/FIR) through to the application.
+///
+/// webrtc-rs 0.21 ends inbound RTCP inside the interceptor chain: `Registry::build` appends a
+/// terminus (`rtc_interceptor::NoopInterceptor`) that drops every RTCP packet not carrying
+/// `Attribute::DeliverToApplication`, so on a default chain `TrackLocalEvent::OnRtcpPacket` (and
+/// `TrackRemoteEvent::OnRtcpPacket`) never fire even though the packets arrive. This interceptor
+/// copies the keyframe requests out of each inbound RTCP compound, one marked packet per media
+/// SSRC (the endpoint routes a packet to a track by the first destination SSRC it names), and
+/// passes the original on unmarked so the terminus treats it exactly as before. Receiver
+/// reports, NACKs and transport feedback stay with the interceptors that act on them.
+#[derive(Default)]
+pub struct KeyframeRequestForwarder {
+    reads: VecDeque<TaggedPacket>,
+    writes: VecDeque<TaggedPacket>,
+}
+
+impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        let mut requests: Vec<(u32, Vec<Box<dyn rtcp::Packet>>)> = Vec::new();
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            for packet in packets.iter().filter(|p| is_keyframe_request(p.as_ref())) {
+                let Some(ssrc) = packet.destination_ssrc().first().copied() else {
+                    continue;
+                };
+                match requests.iter_mut().find(|(s, _)| *s == ssrc) {
+                    Some((_, group)) => group.push(packet.clone()),
+                    None => requests.push((ssrc, vec![packet.clone()])),
+                }
+            }
+        }
+        let (now, transport) = (msg.now, msg.transport);
+        self.reads.push_back(msg);
+        for (_, group) in requests {
+            self.reads.push_back(TaggedPacket {
+                now,
+                transport,
+                message: rtc::interceptor::AttributedPacket::new(Packet::Rtcp(group))
+                    .with(Attribute::DeliverToApplication),
+            });
+        }
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.reads.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.writes.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.writes.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequestForwarder {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
 #[cfg(test)]
@@ -323,12 +467,24 @@ mod tests {
     fn pt_map_prefers_matching_fmtp() {
         let source = [
             codec("video/VP8", "", 96),
-            codec("video/H264", "profile-level-id=42e01f;packetization-mode=1", 102),
+            codec(
+                "video/H264",
+                "profile-level-id=42e01f;packetization-mode=1",
+                102,
+            ),
             codec("video/rtx", "apt=96", 97),
         ];
         let viewer = [
-            codec("video/H264", "profile-level-id=42001f;packetization-mode=1", 100),
-            codec("video/H264", "profile-level-id=42e01f;packetization-mode=1", 106),
+            codec(
+                "video/H264",
+                "profile-level-id=42001f;packetization-mode=1",
+                100,
+            ),
+            codec(
+                "video/H264",
+                "profile-level-id=42e01f;packetization-mode=1",
+                106,
+            ),
             codec("video/vp8", "", 120),
         ];
         let map = PtMap::build(&source, &viewer);
@@ -336,6 +492,65 @@ mod tests {
         assert_eq!(map.get(102), 106);
         assert_eq!(map.get(97), NO_PT, "repair streams are not forwarded");
         assert_eq!(map.get(200), NO_PT);
+    }
+
+    /// Inbound RTCP ends in the chain's terminus unless marked; the forwarder marks exactly the
+    /// keyframe requests, split per media SSRC so each routes to its own track.
+    #[test]
+    fn keyframe_requests_pass_the_chain_and_nothing_else_does() {
+        use rtc::interceptor::AttributedPacket;
+        use rtc::rtcp::payload_feedbacks::full_intra_request::FirEntry;
+        use rtc::rtcp::receiver_report::ReceiverReport;
+
+        let mut chain = with_keyframe_forwarding(Registry::new()).build();
+        let feed = |chain: &mut dyn Interceptor, packets: Vec<Box<dyn rtcp::Packet>>| {
+            chain
+                .handle_read(TaggedPacket {
+                    now: Instant::now(),
+                    transport: Default::default(),
+                    message: AttributedPacket::new(Packet::Rtcp(packets)),
+                })
+                .unwrap();
+            std::iter::from_fn(|| chain.poll_read()).collect::<Vec<_>>()
+        };
+
+        let out = feed(&mut chain, vec![Box::new(ReceiverReport::default())]);
+        assert!(
+            out.is_empty(),
+            "receiver reports stay with the interceptors"
+        );
+
+        // A compound whose first packet names no SSRC: routing by it would drop the PLI.
+        let out = feed(
+            &mut chain,
+            vec![
+                Box::new(ReceiverReport::default()),
+                Box::new(PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: 7,
+                }),
+                Box::new(FullIntraRequest {
+                    sender_ssrc: 0,
+                    media_ssrc: 0,
+                    fir: vec![FirEntry {
+                        ssrc: 9,
+                        sequence_number: 1,
+                    }],
+                }),
+            ],
+        );
+        let delivered: Vec<(u32, usize)> = out
+            .iter()
+            .map(|p| {
+                assert!(p.message.has(&Attribute::DeliverToApplication));
+                let Packet::Rtcp(packets) = &p.message.packet else {
+                    panic!("RTCP in, RTCP out");
+                };
+                assert!(packets.iter().all(|p| is_keyframe_request(p.as_ref())));
+                (packets[0].destination_ssrc()[0], packets.len())
+            })
+            .collect();
+        assert_eq!(delivered, vec![(7, 1), (9, 1)]);
     }
 
     #[test]

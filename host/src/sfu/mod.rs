@@ -19,7 +19,7 @@ pub mod trickle;
 use crate::auth::{Action, AdmitRequest, Gatekeeper, Identity, RoomCounts};
 use crate::config::{Config, PublisherConflict};
 use crate::events::{Event, EventBus};
-use forward::ViewerSink;
+use forward::{ViewerSink, is_keyframe_request};
 use parking_lot::Mutex;
 use peer::{DtlsSide, PeerFactory};
 use room::Room;
@@ -301,8 +301,7 @@ impl Sfu {
                 out.track,
             ));
         }
-        let session =
-            self.register_with_key(room, Action::Play, pc, identity, admit, states, key);
+        let session = self.register_with_key(room, Action::Play, pc, identity, admit, states, key);
         room.viewer_joined();
         self.spawn_viewer_feed(&session, sinks);
         Ok(Created {
@@ -342,6 +341,8 @@ impl Sfu {
                 if kind == RtpCodecKind::Video {
                     room.video.request_keyframe();
                     let room = room.clone();
+                    // Only yields the PLI/FIR that `forward::KeyframeRequestForwarder` lets
+                    // through: the peer factory must put it in the interceptor chain.
                     rtcp_tasks.push(tokio::spawn(async move {
                         while let Some(event) = track.poll().await {
                             let TrackLocalEvent::OnRtcpPacket(packets) = event else {
@@ -453,10 +454,7 @@ impl Sfu {
             }
         }
 
-        let reason = ending
-            .borrow()
-            .clone()
-            .unwrap_or(EndReason::PeerClosed);
+        let reason = ending.borrow().clone().unwrap_or(EndReason::PeerClosed);
         self.teardown(&session, reason).await;
     }
 
@@ -527,9 +525,13 @@ impl Sfu {
         let first_mid = first_mid(&remote.sdp);
 
         let outcome = if restart {
-            let (ufrag, pwd) = (frag.ufrag.as_deref().unwrap_or_default(), frag.pwd.as_deref().unwrap_or_default());
-            let offer = RTCSessionDescription::offer(trickle::restart_offer(&remote.sdp, ufrag, pwd))
-                .map_err(|e| SfuError::BadFragment(e.to_string()))?;
+            let (ufrag, pwd) = (
+                frag.ufrag.as_deref().unwrap_or_default(),
+                frag.pwd.as_deref().unwrap_or_default(),
+            );
+            let offer =
+                RTCSessionDescription::offer(trickle::restart_offer(&remote.sdp, ufrag, pwd))
+                    .map_err(|e| SfuError::BadFragment(e.to_string()))?;
             let answer = negotiate_desc(&session.pc, &session.states, offer).await?;
             let etag = session.rotate_etag();
             tracing::info!(session = %session.id, "ICE restart");
@@ -582,7 +584,8 @@ async fn negotiate(
     states: &PeerStates,
     offer: String,
 ) -> Result<String, SfuError> {
-    let offer = RTCSessionDescription::offer(offer).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    let offer =
+        RTCSessionDescription::offer(offer).map_err(|e| SfuError::BadOffer(e.to_string()))?;
     negotiate_desc(pc, states, offer).await
 }
 
@@ -672,13 +675,6 @@ async fn add_output_track(
         sender,
         ssrc,
     })
-}
-
-fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
-    use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
-    use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-    let any = packet.as_any();
-    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
 }
 
 /// The publisher side of a handler: where incoming tracks go.

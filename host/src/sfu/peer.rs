@@ -5,7 +5,7 @@
 //! `webrtc::runtime::Runtime` wrapping sockets) slots in here without touching forwarding.
 
 use crate::config::WebrtcConfig;
-use rtc::peer_connection::transport::RTCIceCandidateType;
+use rtc::peer_connection::transport::{RTCDtlsRole, RTCIceCandidateType};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -112,11 +112,15 @@ impl PeerFactory {
         let mut media = MediaEngine::default();
         media.register_default_codecs().map_err(err)?;
         let registry = register_default_interceptors(Registry::new(), &mut media).map_err(err)?;
+        // Viewers' PLI/FIR must reach `TrackLocal::poll` to be relayed upstream.
+        let registry = super::forward::with_keyframe_forwarding(registry);
 
         let mut settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(true)
             .with_ice_timeouts(
-                Some(Duration::from_secs(self.config.ice_disconnected_timeout_secs)),
+                Some(Duration::from_secs(
+                    self.config.ice_disconnected_timeout_secs,
+                )),
                 Some(Duration::from_secs(self.config.ice_failed_timeout_secs)),
                 Some(Duration::from_secs(2)),
             )
@@ -128,17 +132,25 @@ impl PeerFactory {
                 SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32,
             ]);
         if dtls == DtlsSide::Server {
-            // Our certificate is ECDSA: as DTLS server only ECDSA suites can complete. As a
-            // client (offer said passive) the defaults stay, so RSA-certificate servers work.
-            settings = settings.with_dtls_cipher_suites(vec![
-                CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256,
-                CipherSuiteId::Tls_Ecdhe_Ecdsa_With_ChaCha20_Poly1305_Sha256,
-                CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_256_Cbc_Sha,
-            ]);
+            // Offer said actpass/active: we take the DTLS server role (answer `passive`), so we
+            // pick the SRTP profile (GCM first) and, our certificate being ECDSA, offer only
+            // suites it can satisfy. When the offer says passive we are the client and keep
+            // the default suites, so servers with RSA certificates work too.
+            settings = settings
+                .with_answering_dtls_role(RTCDtlsRole::Server)
+                .with_dtls_cipher_suites(vec![
+                    CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256,
+                    CipherSuiteId::Tls_Ecdhe_Ecdsa_With_ChaCha20_Poly1305_Sha256,
+                    CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_256_Cbc_Sha,
+                ]);
         }
         if !self.config.public_ips.is_empty() {
             settings = settings.with_nat_1to1_ips(
-                self.config.public_ips.iter().map(IpAddr::to_string).collect(),
+                self.config
+                    .public_ips
+                    .iter()
+                    .map(IpAddr::to_string)
+                    .collect(),
                 RTCIceCandidateType::Host,
             );
         }
