@@ -10,6 +10,7 @@ use crate::sfu::forward::{is_keyframe_request, with_keyframe_forwarding};
 use crate::sfu::session::PeerStates;
 use parking_lot::Mutex;
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -24,8 +25,8 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, Registry,
-    SettingEngineBuilder, register_default_interceptors,
+    RTCConfigurationBuilder, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
+    Registry, SettingEngineBuilder, register_default_interceptors,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,13 @@ pub struct ClientOptions {
     pub token: Option<String>,
     /// Local IP for media sockets (loopback in tests).
     pub bind_ip: IpAddr,
+    /// Video codec a publisher sends (`video/VP8`, `video/VP9`, `video/H264`, `video/AV1`).
+    pub video_codec: String,
+    /// Use an RSA certificate for DTLS (PKCS#8 DER private key), as some encoders do.
+    pub rsa_key_pkcs8: Option<Vec<u8>>,
+    /// Rewrite the offer's `a=setup:actpass` to this (`passive`, `active`), as clients that
+    /// insist on a DTLS role do.
+    pub dtls_setup: Option<&'static str>,
 }
 
 impl Default for ClientOptions {
@@ -57,6 +65,9 @@ impl Default for ClientOptions {
         ClientOptions {
             token: None,
             bind_ip: IpAddr::from([127, 0, 0, 1]),
+            video_codec: "video/VP8".into(),
+            rsa_key_pkcs8: None,
+            dtls_setup: None,
         }
     }
 }
@@ -122,7 +133,12 @@ async fn build_pc(
     let settings = SettingEngineBuilder::new()
         .with_include_loopback_candidate(true)
         .build();
+    let mut configuration = RTCConfigurationBuilder::new();
+    if let Some(der) = &opts.rsa_key_pkcs8 {
+        configuration = configuration.with_certificates(vec![rsa_certificate(der)?]);
+    }
     let pc = PeerConnectionBuilder::new()
+        .with_configuration(configuration.build())
         .with_media_engine(media)
         .with_setting_engine(settings)
         .with_interceptor_registry(registry)
@@ -132,6 +148,19 @@ async fn build_pc(
         .await
         .map_err(rtc_err)?;
     Ok(Arc::new(pc))
+}
+
+/// A self-signed DTLS certificate around an RSA key (the crypto providers cannot generate one).
+fn rsa_certificate(pkcs8: &[u8]) -> Result<RTCCertificate, ClientError> {
+    use rtc::crypto::SignatureScheme;
+    let provider = rtc::crypto::default_provider().map_err(rtc_err)?;
+    let key = provider
+        .crypto()
+        .import_signing_key(SignatureScheme::RsaPkcs1Sha256, pkcs8)
+        .map_err(rtc_err)?;
+    let params = CertificateParams::new(vec!["switchboard-client".to_owned()]).map_err(rtc_err)?;
+    RTCCertificate::generate_from_signing_key(params, SignatureScheme::RsaPkcs1Sha256, key)
+        .map_err(rtc_err)
 }
 
 /// Offer, POST it, apply the answer. Returns the resource and when the 201 came back.
@@ -157,10 +186,16 @@ async fn signal(
         .await
         .ok_or_else(|| ClientError::WebRtc("no local description".into()))?;
 
+    let sdp = match opts.dtls_setup {
+        Some(role) => offer
+            .sdp
+            .replace("a=setup:actpass", &format!("a=setup:{role}")),
+        None => offer.sdp,
+    };
     let mut req = http
         .post(endpoint)
         .header("content-type", "application/sdp")
-        .body(offer.sdp);
+        .body(sdp);
     if let Some(token) = &opts.token {
         req = req.bearer_auth(token);
     }
@@ -275,8 +310,10 @@ impl Publisher {
             viewer: None,
         });
         let pc = build_pc(opts, handler).await?;
-        let (video, video_ssrc, video_tr) = local_track(&pc, RtpCodecKind::Video).await?;
-        let (audio, audio_ssrc, audio_tr) = local_track(&pc, RtpCodecKind::Audio).await?;
+        let (video, video_ssrc, video_tr) =
+            local_track(&pc, RtpCodecKind::Video, &opts.video_codec).await?;
+        let (audio, audio_ssrc, audio_tr) =
+            local_track(&pc, RtpCodecKind::Audio, "audio/opus").await?;
         let http = reqwest::Client::new();
         let resource = match signal(&http, &format!("{base}/whip/{room}"), opts, &pc, &states).await
         {
@@ -286,7 +323,7 @@ impl Publisher {
                 return Err(e);
             }
         };
-        let video_pt = negotiated_pt(&video_tr, "video/VP8").await?;
+        let video_pt = negotiated_pt(&video_tr, &opts.video_codec).await?;
         let audio_pt = negotiated_pt(&audio_tr, "audio/opus").await?;
         let keyframe_wanted = Arc::new(AtomicBool::new(true));
         let keyframe_requests = Arc::new(AtomicU64::new(0));
@@ -432,6 +469,7 @@ async fn negotiated_pt(
 async fn local_track(
     pc: &Arc<dyn PeerConnection>,
     kind: RtpCodecKind,
+    mime: &str,
 ) -> Result<
     (
         Arc<TrackLocalStaticRTP>,
@@ -449,7 +487,7 @@ async fn local_track(
             ..Default::default()
         },
         _ => RTCRtpCodec {
-            mime_type: "video/VP8".into(),
+            mime_type: mime.into(),
             clock_rate: 90000,
             ..Default::default()
         },
