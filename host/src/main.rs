@@ -33,7 +33,10 @@ fn main() -> std::process::ExitCode {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     if cli.check {
         println!("configuration OK");
         return std::process::ExitCode::SUCCESS;
