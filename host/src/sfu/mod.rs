@@ -210,7 +210,7 @@ impl Sfu {
         if let Some(feed) = &handler.publisher {
             let _ = feed.pc.set(Arc::downgrade(&pc));
         }
-        let answer = match negotiate(&pc, &states, offer).await {
+        let answer = match negotiate(&self.peers, &pc, &states, offer).await {
             Ok(answer) => answer,
             Err(e) => {
                 let _ = pc.close().await;
@@ -278,7 +278,7 @@ impl Sfu {
                 }
             }
         }
-        let answer = match negotiate(&pc, &states, offer).await {
+        let answer = match negotiate(&self.peers, &pc, &states, offer).await {
             Ok(answer) => answer,
             Err(e) => {
                 let _ = pc.close().await;
@@ -532,7 +532,7 @@ impl Sfu {
             let offer =
                 RTCSessionDescription::offer(trickle::restart_offer(&remote.sdp, ufrag, pwd))
                     .map_err(|e| SfuError::BadFragment(e.to_string()))?;
-            let answer = negotiate_desc(&session.pc, &session.states, offer).await?;
+            let answer = negotiate_desc(&self.peers, &session.pc, &session.states, offer).await?;
             let etag = session.rotate_etag();
             tracing::info!(session = %session.id, "ICE restart");
             Patched::Restarted {
@@ -580,16 +580,18 @@ fn first_mid(sdp: &str) -> Option<String> {
 
 /// Apply an offer string and produce our complete answer (with candidates).
 async fn negotiate(
+    peers: &PeerFactory,
     pc: &Arc<dyn PeerConnection>,
     states: &PeerStates,
     offer: String,
 ) -> Result<String, SfuError> {
     let offer =
         RTCSessionDescription::offer(offer).map_err(|e| SfuError::BadOffer(e.to_string()))?;
-    negotiate_desc(pc, states, offer).await
+    negotiate_desc(peers, pc, states, offer).await
 }
 
 async fn negotiate_desc(
+    peers: &PeerFactory,
     pc: &Arc<dyn PeerConnection>,
     states: &PeerStates,
     offer: RTCSessionDescription,
@@ -615,7 +617,7 @@ async fn negotiate_desc(
     .await;
     pc.local_description()
         .await
-        .map(|d| d.sdp)
+        .map(|d| peers.advertise(&d.sdp))
         .ok_or_else(|| SfuError::Internal("no local description".into()))
 }
 

@@ -5,7 +5,7 @@
 //! `webrtc::runtime::Runtime` wrapping sockets) slots in here without touching forwarding.
 
 use crate::config::WebrtcConfig;
-use rtc::peer_connection::transport::{RTCDtlsRole, RTCIceCandidateType};
+use rtc::peer_connection::transport::RTCDtlsRole;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -72,6 +72,55 @@ impl PeerFactory {
 
     pub fn config(&self) -> &WebrtcConfig {
         &self.config
+    }
+
+    /// Rewrite our host candidates to the configured public IPs (1:1 NAT), per address family.
+    ///
+    /// The webrtc crate stores but does not apply its NAT 1:1 setting, so it is done on the SDP
+    /// we hand out: remote checks arrive at the public address, the NAT delivers them to the
+    /// local socket, and ICE matches them by socket. Identical rewritten candidates collapse.
+    pub fn advertise(&self, sdp: &str) -> String {
+        if self.config.public_ips.is_empty() {
+            return sdp.to_owned();
+        }
+        let v4 = self.config.public_ips.iter().find(|ip| ip.is_ipv4());
+        let v6 = self.config.public_ips.iter().find(|ip| ip.is_ipv6());
+        let mut out = String::with_capacity(sdp.len());
+        let mut seen = std::collections::HashSet::new();
+        for line in sdp.split_inclusive('\n') {
+            let Some(rest) = line.trim_end().strip_prefix("a=candidate:") else {
+                out.push_str(line);
+                continue;
+            };
+            let mut fields: Vec<&str> = rest.split(' ').collect();
+            let is_host = fields.windows(2).any(|w| w == ["typ", "host"]);
+            let public = match fields.get(4).and_then(|a| a.parse::<IpAddr>().ok()) {
+                Some(IpAddr::V4(_)) => v4,
+                Some(IpAddr::V6(_)) => v6,
+                None => None,
+            };
+            let rewritten;
+            if let (true, Some(public)) = (is_host, public) {
+                rewritten = public.to_string();
+                fields[4] = &rewritten;
+                // Component, transport, address and port identify a duplicate.
+                let key = (
+                    fields[1].to_owned(),
+                    fields[2].to_lowercase(),
+                    fields[4].to_owned(),
+                    fields[5].to_owned(),
+                );
+                if !seen.insert(key) {
+                    continue;
+                }
+                out.push_str("a=candidate:");
+                out.push_str(&fields.join(" "));
+                out.push_str("\r\n");
+            } else {
+                out.push_str(line);
+            }
+        }
+        out
     }
 
     /// Build a connection ready for `set_remote_description`.
@@ -144,16 +193,6 @@ impl PeerFactory {
                     CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_256_Cbc_Sha,
                 ]);
         }
-        if !self.config.public_ips.is_empty() {
-            settings = settings.with_nat_1to1_ips(
-                self.config
-                    .public_ips
-                    .iter()
-                    .map(IpAddr::to_string)
-                    .collect(),
-                RTCIceCandidateType::Host,
-            );
-        }
 
         let configuration = RTCConfigurationBuilder::new()
             .with_ice_servers(self.ice_servers.clone())
@@ -176,5 +215,33 @@ impl PeerFactory {
             .await
             .map_err(err)?;
         Ok(Arc::new(pc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertise_rewrites_host_candidates_per_family() {
+        let mut config = crate::config::Config::default().webrtc;
+        config.public_ips = vec![
+            "203.0.113.7".parse().unwrap(),
+            "2001:db8::7".parse().unwrap(),
+        ];
+        let f = PeerFactory::new(config);
+        let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 10.0.0.5 5000 typ host\r\na=candidate:2 1 udp 2130706431 192.168.1.2 5000 typ host\r\na=candidate:3 1 udp 2130706431 fd00::1 5002 typ host\r\na=candidate:4 1 udp 1694498815 198.51.100.1 6000 typ srflx raddr 0.0.0.0 rport 0\r\nm=audio\r\n";
+        let out = f.advertise(sdp);
+        assert!(out.contains("a=candidate:1 1 udp 2130706431 203.0.113.7 5000 typ host\r\n"));
+        assert!(
+            !out.contains("a=candidate:2 "),
+            "duplicate after rewrite collapses: {out}"
+        );
+        assert!(out.contains("2001:db8::7 5002 typ host"));
+        assert!(
+            out.contains("198.51.100.1 6000 typ srflx"),
+            "non-host candidates untouched"
+        );
+        assert!(out.ends_with("m=audio\r\n"));
     }
 }

@@ -1,0 +1,93 @@
+//! Deployment settings show up where clients see them: UDP port range and NAT 1:1 public
+//! IPs in the answer's candidates, the public URL in `Location`, ICE servers in `Link`.
+
+mod common;
+
+use common::*;
+use switchboard::client::Viewer;
+
+fn candidates(sdp: &str) -> Vec<(String, u16)> {
+    sdp.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=candidate:"))
+        .filter_map(|c| {
+            let f: Vec<&str> = c.split_whitespace().collect();
+            Some((f.get(4)?.to_string(), f.get(5)?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_range_is_honoured() {
+    let (server, base) = start("udp_port_range = [41000, 41009]\n").await;
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        let v = Viewer::connect(&base, "ports", &opts()).await.unwrap();
+        v.wait_connected(T)
+            .await
+            .expect("connects on a port from the range");
+        let answer = v.pc.remote_description().await.unwrap().sdp;
+        let c = candidates(&answer);
+        assert!(!c.is_empty(), "answer has candidates");
+        for (_, port) in &c {
+            assert!((41000..=41009).contains(port), "port {port} outside range");
+        }
+        viewers.push(v);
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_ip_url_and_ice_servers_are_advertised() {
+    let mut config = test_config(
+        "public_ips = [\"203.0.113.7\"]\nice_servers = [{ urls = [\"stun:stun.example.net:3478\"] }, { urls = [\"turn:turn.example.net:3478\"], username = \"u\", credential = \"p\" }]\n",
+    );
+    config.http.public_url = "https://live.example.net/sb/".into();
+    let server = switchboard::server::Server::start(config).await.unwrap();
+    let base = format!("http://{}", server.http_addr());
+
+    // A real offer, sent by hand so we can read every header of the 201.
+    let offerer = Viewer::connect(&base, "warm", &opts()).await.unwrap();
+    let offer = offerer.pc.local_description().await.unwrap().sdp;
+    let r = reqwest::Client::new()
+        .post(format!("{base}/whep/nat"))
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("https://live.example.net/sb/whep/nat/"),
+        "Location uses the public URL: {location}"
+    );
+    let links: Vec<String> = r
+        .headers()
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        links
+            .iter()
+            .any(|l| l == "<stun:stun.example.net:3478>; rel=\"ice-server\""),
+        "{links:?}"
+    );
+    assert!(
+        links.iter().any(
+            |l| l.starts_with("<turn:turn.example.net:3478>; rel=\"ice-server\"")
+                && l.contains("username=\"u\"")
+                && l.contains("credential=\"p\"")
+        ),
+        "{links:?}"
+    );
+    let answer = r.text().await.unwrap();
+    let c = candidates(&answer);
+    assert!(!c.is_empty());
+    assert!(
+        c.iter().all(|(ip, _)| ip == "203.0.113.7"),
+        "only the public IP is advertised: {c:?}"
+    );
+    offerer.close().await;
+    server.shutdown().await;
+}
