@@ -123,12 +123,9 @@ async fn early_viewer_gets_media_and_survives_publisher_reconnect() {
     );
     stop2.store(true, Ordering::Relaxed);
     task2.await.unwrap();
+    let sfu = server.sfu().clone();
     server.shutdown().await;
-    assert_eq!(server_sessions_after_shutdown(), 0);
-}
-
-fn server_sessions_after_shutdown() -> usize {
-    0
+    assert_eq!(sfu.session_count(), 0, "shutdown closes every session");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
