@@ -9,11 +9,14 @@
 //! - [`events`]: session lifecycle events for webhooks and metrics.
 //! - [`server`]: wiring it all together and shutting down cleanly.
 //! - [`web`]: the embedded publish/play pages.
+//! - [`client`]: a webrtc-rs WHIP/WHEP client (tests, load tool).
+//! - [`loadgen`]: the load generator behind `switchboard-load` (benchmarks, not the server).
 
 pub mod auth;
 pub mod client;
 pub mod config;
 pub mod events;
+pub mod loadgen;
 pub mod plugins;
 pub mod server;
 pub mod sfu;
