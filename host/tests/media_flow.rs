@@ -161,3 +161,40 @@ async fn dead_viewer_is_reaped_and_does_not_stall_others() {
     task.await.unwrap();
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_keyframe_requests_reach_the_publisher_throttled() {
+    // A long interval makes the throttle observable: a burst of PLIs becomes at most two.
+    let (server, base) = start("[rooms]\nkeyframe_request_interval_ms = 1500\n").await;
+    let publisher = Arc::new(Publisher::connect(&base, "pli", &opts()).await.unwrap());
+    publisher.wait_connected(T).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = {
+        let (p, s) = (publisher.clone(), stop.clone());
+        tokio::spawn(async move { p.stream(StreamShape::default(), &s).await })
+    };
+    let viewer = Viewer::connect(&base, "pli", &opts()).await.unwrap();
+    viewer.wait_media(30, 1, T).await.unwrap();
+    // Let the join-triggered requests settle, then burst.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let before = publisher.keyframe_requests.load(Ordering::Relaxed);
+    for _ in 0..10 {
+        viewer.request_keyframe().await.expect("PLI sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        eventually(T, || publisher.keyframe_requests.load(Ordering::Relaxed)
+            > before)
+        .await,
+        "the viewer's PLI is relayed to the publisher"
+    );
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let relayed = publisher.keyframe_requests.load(Ordering::Relaxed) - before;
+    assert!(
+        (1..=2).contains(&relayed),
+        "10 PLIs in 200 ms are throttled to {relayed}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+    server.shutdown().await;
+}

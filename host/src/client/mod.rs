@@ -112,6 +112,9 @@ impl PeerConnectionEventHandler for ClientHandler {
         };
         tokio::spawn(async move {
             let kind = track.kind().await;
+            if kind == RtpCodecKind::Video {
+                *stats.video_track.lock() = Some(track.clone());
+            }
             while let Some(event) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(packet) = event {
                     stats.record(kind, &packet);
@@ -523,6 +526,8 @@ async fn local_track(
 #[derive(Default)]
 pub struct ViewerStats {
     start: Mutex<Option<Instant>>,
+    /// The received video track, for sending keyframe requests upstream.
+    video_track: Mutex<Option<Arc<dyn TrackRemote>>>,
     pub video_packets: AtomicU64,
     pub audio_packets: AtomicU64,
     pub bytes: AtomicU64,
@@ -694,6 +699,24 @@ impl Viewer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
+    }
+
+    /// Ask for a keyframe (PLI), as a decoder that lost its reference would.
+    pub async fn request_keyframe(&self) -> Result<(), ClientError> {
+        let track = self
+            .stats
+            .video_track
+            .lock()
+            .clone()
+            .ok_or_else(|| ClientError::WebRtc("no video track received yet".into()))?;
+        let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
+            return Err(ClientError::WebRtc("video track has no SSRC".into()));
+        };
+        let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        track.write_rtcp(vec![Box::new(pli)]).await.map_err(rtc_err)
     }
 
     pub fn connection_state(&self) -> RTCPeerConnectionState {
