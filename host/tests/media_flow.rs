@@ -198,3 +198,16 @@ async fn viewer_keyframe_requests_reach_the_publisher_throttled() {
     task.await.unwrap();
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_negotiate_nack_rtx_and_keyframe_feedback() {
+    let (server, base) = start("").await;
+    let viewer = Viewer::connect(&base, "fb", &opts()).await.unwrap();
+    let answer = viewer.pc.remote_description().await.unwrap().sdp;
+    let video = &answer[answer.find("m=video").expect("video section")..];
+    assert!(video.contains(" nack\r\n"), "NACK negotiated: {video}");
+    assert!(video.contains(" nack pli\r\n"), "PLI negotiated");
+    assert!(video.to_lowercase().contains("rtx/90000"), "RTX negotiated");
+    viewer.close().await;
+    server.shutdown().await;
+}
