@@ -212,3 +212,25 @@ async fn clock_gives_wall_time() {
     assert!((115..=120).contains(&in_secs), "{in_secs}");
     assert!(id.expires_at.unwrap() > UNIX_EPOCH);
 }
+
+#[tokio::test]
+async fn wasi_components_load_with_nothing_granted() {
+    // A component written without the SDK that imports WASI p2 (as other languages' toolchains
+    // produce): it loads, and sees no environment, arguments, directories or sockets.
+    let gate = PluginGate::new(
+        vec![plugin(
+            "wasi",
+            "testing-wasi-probe",
+            &[switchboard::plugins::Hook::Auth],
+            json!({}),
+        )],
+        no_upstreams(),
+    )
+    .await
+    .unwrap();
+    let id = gate.admit(&request("r", Action::Play, None)).await.unwrap();
+    assert_eq!(
+        id.subject,
+        "env=0 args=0 preopens=0 random=8 tcp=denied clock=ok"
+    );
+}

@@ -207,6 +207,25 @@ pub mod clock {
     }
 }
 
+/// Native signature verification by the host (`grants.crypto`, on by default).
+pub mod crypto {
+    pub use crate::bindings::switchboard::plugin::crypto::SignatureAlgorithm;
+
+    /// Whether `signature` over `message` verifies under `public_key` (encodings per
+    /// [`SignatureAlgorithm`]: PKCS#1 DER for RSA, SEC1 uncompressed point for P-256, 32 raw
+    /// bytes for Ed25519).
+    pub fn verify(
+        algorithm: SignatureAlgorithm,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> bool {
+        crate::bindings::switchboard::plugin::crypto::verify(
+            algorithm, public_key, message, signature,
+        )
+    }
+}
+
 /// The plugin's private key-value store in the host (`grants.kv = true`). Survives across
 /// calls and reloads, not across server restarts.
 pub mod kv {
@@ -326,9 +345,9 @@ macro_rules! register {
 
             // Exports only exist in the component; native builds (unit tests) skip them.
             #[cfg(target_family = "wasm")]
-    type __SwitchboardExports = $crate::__private::Exports<$plugin>;
+            type __SwitchboardExports = $crate::__private::Exports<$plugin>;
             #[cfg(target_family = "wasm")]
-            $crate::__private::export!(__SwitchboardExports with_types_in $crate::bindings);
+    $crate::__private::export!(__SwitchboardExports with_types_in $crate::bindings);
         };
     };
 }

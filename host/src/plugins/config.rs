@@ -6,7 +6,7 @@
 //! path = "target/plugins/auth-jwt.wasm"    # the component
 //! hooks = ["auth"]                         # "auth" and/or "room-policy"
 //! limits = { memory_mib = 32, timeout_ms = 100 }
-//! grants = { log = true, clock = true, kv = false, http = ["idp"] }
+//! grants = { log = true, clock = true, crypto = true, kv = false, http = ["idp"] }
 //! [plugins.config]                         # free-form, handed to the plugin as JSON
 //! secret = "..."
 //!
@@ -97,6 +97,8 @@ pub struct PluginGrants {
     pub log: bool,
     /// `switchboard:plugin/clock`.
     pub clock: bool,
+    /// `switchboard:plugin/crypto`: native signature verification (pure computation).
+    pub crypto: bool,
     /// `switchboard:plugin/kv`: a private in-memory key-value store with TTL and CAS.
     pub kv: bool,
     /// `switchboard:plugin/http`: the `[upstreams.<name>]` this plugin may call.
@@ -108,6 +110,7 @@ impl Default for PluginGrants {
         PluginGrants {
             log: true,
             clock: true,
+            crypto: true,
             kv: false,
             http: Vec::new(),
         }

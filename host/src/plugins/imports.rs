@@ -3,7 +3,7 @@
 //! Every call gets a fresh [`CallState`]. Grants are checked twice: at load time (a component
 //! importing an ungranted interface is refused) and here (defence in depth).
 
-use super::bindings::switchboard::plugin::{clock, http, kv, log, types};
+use super::bindings::switchboard::plugin::{clock, crypto, http, kv, log, types};
 use super::config::PluginGrants;
 use super::kv::KvStore;
 use super::upstream::Upstreams;
@@ -200,6 +200,29 @@ impl clock::Host for CallState {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
         Ok(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+impl crypto::Host for CallState {
+    fn verify(
+        &mut self,
+        algorithm: crypto::SignatureAlgorithm,
+        public_key: Vec<u8>,
+        message: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> wasmtime::Result<bool> {
+        if !self.plugin.grants.crypto {
+            wasmtime::bail!("crypto is not granted to plugin `{}`", self.plugin.name);
+        }
+        use ring::signature as sig;
+        let scheme: &dyn sig::VerificationAlgorithm = match algorithm {
+            crypto::SignatureAlgorithm::RsaPkcs1Sha256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+            crypto::SignatureAlgorithm::EcdsaP256Sha256 => &sig::ECDSA_P256_SHA256_FIXED,
+            crypto::SignatureAlgorithm::Ed25519 => &sig::ED25519,
+        };
+        Ok(sig::UnparsedPublicKey::new(scheme, &public_key)
+            .verify(&message, &signature)
+            .is_ok())
     }
 }
 

@@ -327,6 +327,7 @@ fn check_imports(
             "types" => None,
             "log" => (!grants.log).then_some("grants.log = true"),
             "clock" => (!grants.clock).then_some("grants.clock = true"),
+            "crypto" => (!grants.crypto).then_some("grants.crypto = true"),
             "kv" => (!grants.kv).then_some("grants.kv = true"),
             "http" => grants
                 .http

@@ -75,7 +75,7 @@ impl Upstreams {
     /// Send `req` if `granted` lists its upstream.
     pub async fn fetch(&self, granted: &[String], req: Request) -> Result<Response, HttpError> {
         let upstream = match self.by_name.get(&req.upstream) {
-            Some(u) if granted.iter().any(|g| *g == req.upstream) => u,
+            Some(u) if granted.contains(&req.upstream) => u,
             _ => return Err(HttpError::UnknownUpstream(req.upstream)),
         };
         let url = join(&upstream.base, &req.path).map_err(HttpError::InvalidRequest)?;

@@ -211,10 +211,9 @@ pub fn probe(name: &str, config: Value) -> PluginConfig {
         config,
     );
     p.grants = PluginGrants {
-        log: true,
-        clock: true,
         kv: true,
         http: vec!["idp".into()],
+        ..PluginGrants::default()
     };
     p.limits.timeout_ms = 2_000;
     p

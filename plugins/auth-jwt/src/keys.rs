@@ -1,5 +1,9 @@
 //! Verification keys from config: shared secrets, PEM public keys, JWKS documents.
 //!
+//! Keys are parsed and validated here with pure-Rust crates; the signature arithmetic for
+//! public keys runs natively in the host (`switchboard:plugin/crypto`), which is what keeps an
+//! RS256 or ES256 check well under a millisecond.
+//!
 //! Every key is bound to exactly one algorithm when it is loaded. A token is only ever checked
 //! against keys of the algorithm its header names, so an RSA public key can never be used as
 //! an HMAC secret (algorithm confusion) and `alg: none` has no key at all.
@@ -39,12 +43,13 @@ impl Alg {
     }
 }
 
-/// Key material, already parsed.
+/// Key material, parsed and validated at configure time.
 pub enum KeyMaterial {
+    /// HS256 secret; HMAC is cheap enough to compute in wasm.
     Hmac(Vec<u8>),
-    Rsa(Box<rsa::pkcs1v15::VerifyingKey<sha2::Sha256>>),
-    P256(p256::ecdsa::VerifyingKey),
-    Ed25519(ed25519_dalek::VerifyingKey),
+    /// A public key in the encoding of the host's `crypto::verify` for the key's algorithm:
+    /// PKCS#1 DER (RS256), SEC1 uncompressed point (ES256), 32 raw bytes (EdDSA).
+    Public(Vec<u8>),
 }
 
 pub struct Key {
@@ -97,9 +102,19 @@ fn rsa_key(key: rsa::RsaPublicKey) -> Result<KeyMaterial, String> {
             "RSA key of {bits} bits; at least {MIN_RSA_BITS} required"
         ));
     }
-    Ok(KeyMaterial::Rsa(Box::new(
-        rsa::pkcs1v15::VerifyingKey::new(key),
-    )))
+    use rsa::pkcs1::EncodeRsaPublicKey;
+    let der = key
+        .to_pkcs1_der()
+        .map_err(|e| format!("cannot encode RSA key: {e}"))?;
+    Ok(KeyMaterial::Public(der.as_bytes().to_vec()))
+}
+
+fn p256_key(key: p256::ecdsa::VerifyingKey) -> KeyMaterial {
+    KeyMaterial::Public(key.to_encoded_point(false).as_bytes().to_vec())
+}
+
+fn ed25519_key(key: ed25519_dalek::VerifyingKey) -> KeyMaterial {
+    KeyMaterial::Public(key.to_bytes().to_vec())
 }
 
 fn from_pem(alg: Alg, pem: &str) -> Result<KeyMaterial, String> {
@@ -116,10 +131,10 @@ fn from_pem(alg: Alg, pem: &str) -> Result<KeyMaterial, String> {
             rsa_key(key)
         }
         Alg::ES256 => p256::ecdsa::VerifyingKey::from_public_key_pem(pem)
-            .map(KeyMaterial::P256)
+            .map(p256_key)
             .map_err(|e| format!("not a P-256 public key in PEM: {e}")),
         Alg::EdDSA => ed25519_dalek::VerifyingKey::from_public_key_pem(pem)
-            .map(KeyMaterial::Ed25519)
+            .map(ed25519_key)
             .map_err(|e| format!("not an Ed25519 public key in PEM: {e}")),
     }
 }
@@ -219,7 +234,7 @@ impl Jwk {
                     p256::FieldBytes::from_slice(&y),
                     false,
                 );
-                KeyMaterial::P256(
+                p256_key(
                     p256::ecdsa::VerifyingKey::from_encoded_point(&point)
                         .map_err(|_| "not a point on P-256".to_string())?,
                 )
@@ -228,7 +243,7 @@ impl Jwk {
                 let x: [u8; 32] = b64url("x", self.x.as_ref())?
                     .try_into()
                     .map_err(|_| "Ed25519 `x` must be 32 bytes".to_string())?;
-                KeyMaterial::Ed25519(
+                ed25519_key(
                     ed25519_dalek::VerifyingKey::from_bytes(&x)
                         .map_err(|_| "not a valid Ed25519 public key".to_string())?,
                 )

@@ -201,19 +201,19 @@ impl JwtAuth {
             }
             _ => {}
         }
-        if let Some(nbf) = numeric_date(claims, "nbf")? {
-            if now.saturating_add(self.leeway_secs) < nbf {
-                return Err(Deny::unauthorized("token not valid yet (`nbf`)"));
-            }
+        if let Some(nbf) = numeric_date(claims, "nbf")?
+            && now.saturating_add(self.leeway_secs) < nbf
+        {
+            return Err(Deny::unauthorized("token not valid yet (`nbf`)"));
         }
         Ok(exp)
     }
 
     fn check_issuer_audience(&self, claims: &Map<String, Value>) -> Result<(), Deny> {
-        if let Some(issuer) = &self.issuer {
-            if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
-                return Err(Deny::unauthorized("wrong token issuer"));
-            }
+        if let Some(issuer) = &self.issuer
+            && claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str())
+        {
+            return Err(Deny::unauthorized("wrong token issuer"));
         }
         if !self.audience.is_empty() {
             let aud = strings(claims.get("aud"));

@@ -82,7 +82,7 @@ fn req(room: &str, action: Action, token: &str) -> AuthRequest {
 }
 
 fn denial(r: Result<Identity, Deny>) -> (DenyKind, String) {
-    let d = r.err().expect("expected a denial");
+    let d = r.expect_err("expected a denial");
     (d.kind, d.reason)
 }
 

@@ -98,15 +98,15 @@ pub fn verify(
     }
     if !candidates
         .iter()
-        .any(|key| signature_ok(&key.material, signing_input, &signature))
+        .any(|key| signature_ok(key, signing_input, &signature))
     {
         return Err(TokenError::BadSignature);
     }
     b64_json(payload_b64, "payload is not base64url JSON")
 }
 
-fn signature_ok(key: &KeyMaterial, msg: &[u8], sig: &[u8]) -> bool {
-    match key {
+fn signature_ok(key: &Key, msg: &[u8], sig: &[u8]) -> bool {
+    match &key.material {
         KeyMaterial::Hmac(secret) => {
             use hmac::Mac;
             let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) else {
@@ -116,22 +116,54 @@ fn signature_ok(key: &KeyMaterial, msg: &[u8], sig: &[u8]) -> bool {
             // Constant-time comparison.
             mac.verify_slice(sig).is_ok()
         }
-        KeyMaterial::Rsa(vk) => {
+        KeyMaterial::Public(public) => verify_public(key.alg, public, msg, sig),
+    }
+}
+
+/// In the component: the host's native verifier.
+#[cfg(target_family = "wasm")]
+fn verify_public(alg: Alg, public: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+    use switchboard_plugin_sdk::crypto::{SignatureAlgorithm, verify};
+    let algorithm = match alg {
+        Alg::RS256 => SignatureAlgorithm::RsaPkcs1Sha256,
+        Alg::ES256 => SignatureAlgorithm::EcdsaP256Sha256,
+        Alg::EdDSA => SignatureAlgorithm::Ed25519,
+        Alg::HS256 => return false,
+    };
+    verify(algorithm, public, msg, sig)
+}
+
+/// In native unit tests (no host): the same checks with the pure-Rust crates.
+#[cfg(not(target_family = "wasm"))]
+fn verify_public(alg: Alg, public: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+    match alg {
+        Alg::RS256 => {
+            use rsa::pkcs1::DecodeRsaPublicKey;
             use rsa::signature::Verifier;
+            let Ok(key) = rsa::RsaPublicKey::from_pkcs1_der(public) else {
+                return false;
+            };
+            let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key);
             rsa::pkcs1v15::Signature::try_from(sig).is_ok_and(|s| vk.verify(msg, &s).is_ok())
         }
-        KeyMaterial::P256(vk) => {
+        Alg::ES256 => {
             use p256::ecdsa::signature::Verifier;
-            // JWS ES256 signatures are the raw 64-byte r||s, not DER.
+            let Ok(vk) = p256::ecdsa::VerifyingKey::from_sec1_bytes(public) else {
+                return false;
+            };
             sig.len() == 64
                 && p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| vk.verify(msg, &s).is_ok())
         }
-        KeyMaterial::Ed25519(vk) => {
-            let Ok(bytes) = <[u8; 64]>::try_from(sig) else {
+        Alg::EdDSA => {
+            let (Ok(key), Ok(sig)) = (<[u8; 32]>::try_from(public), <[u8; 64]>::try_from(sig))
+            else {
                 return false;
             };
-            vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&bytes))
-                .is_ok()
+            ed25519_dalek::VerifyingKey::from_bytes(&key).is_ok_and(|vk| {
+                vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig))
+                    .is_ok()
+            })
         }
+        Alg::HS256 => false,
     }
 }

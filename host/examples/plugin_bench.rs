@@ -1,0 +1,225 @@
+//! Plugin overhead benchmark (not a test): per-call latency of auth plugins and concurrent
+//! auth throughput, through the same `PluginGate` the server uses.
+//!
+//! ```text
+//! cargo xtask plugins
+//! cargo run --release -p switchboard --example plugin_bench [-- --calls 5000 --secs 3]
+//! ```
+//!
+//! Every call is the full production path: fresh store, instantiate, `configure` with the
+//! plugin's config, the hook, output validation. Tokens come from PyJWT
+//! (`host/tests/support/mint_jwt.py`; `pip install pyjwt cryptography`).
+
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use switchboard::auth::{Action, AdmitRequest, Gatekeeper, RoomCounts};
+use switchboard::plugins::{Hook, PluginConfig, PluginGate, PluginGrants, PluginLimits};
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn component(name: &str) -> PathBuf {
+    let path = root().join("target/plugins").join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} missing: run `cargo xtask plugins`",
+        path.display()
+    );
+    path
+}
+
+fn plugin(file: &str, config: Value) -> PluginConfig {
+    PluginConfig {
+        name: file.into(),
+        path: component(file),
+        hooks: vec![Hook::Auth],
+        config: config.as_object().cloned().unwrap_or_default(),
+        limits: PluginLimits::default(),
+        grants: PluginGrants::default(),
+    }
+}
+
+fn mint() -> Value {
+    let claims = json!({ "sub": "bench", "aud": "switchboard", "exp": "$now+3600", "room": "*", "role": ["publish", "play"] });
+    let spec = json!({ "secret": SECRET, "tokens": {
+        "HS256": { "alg": "HS256", "claims": claims },
+        "ES256": { "alg": "ES256", "claims": claims },
+        "EdDSA": { "alg": "EdDSA", "claims": claims },
+        "RS256": { "alg": "RS256", "claims": claims },
+    }});
+    let mut child = Command::new("python3")
+        .arg(root().join("host/tests/support/mint_jwt.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(spec.to_string().as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "mint_jwt.py failed (pip install pyjwt cryptography)"
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn request(token: &str) -> AdmitRequest {
+    AdmitRequest {
+        room: "bench".into(),
+        action: Action::Play,
+        credential: Some(token.into()),
+        remote_addr: Some("127.0.0.1:5000".parse().unwrap()),
+        counts: RoomCounts::default(),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn latency(label: &str, gate: &PluginGate, token: &str, calls: usize) {
+    let req = request(token);
+    for _ in 0..200 {
+        gate.admit(&req).await.expect("bench token is admitted");
+    }
+    let mut samples = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = Instant::now();
+        gate.admit(&req).await.expect("admitted");
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    let mean = samples.iter().sum::<Duration>() / calls as u32;
+    println!(
+        "{label:<28} p50 {:>7.1} µs   p99 {:>7.1} µs   mean {:>7.1} µs",
+        percentile(&samples, 0.50).as_secs_f64() * 1e6,
+        percentile(&samples, 0.99).as_secs_f64() * 1e6,
+        mean.as_secs_f64() * 1e6,
+    );
+}
+
+async fn throughput(gate: Arc<PluginGate>, token: &str, tasks: usize, secs: u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (gate, stop, done, failed, req) = (
+            gate.clone(),
+            stop.clone(),
+            done.clone(),
+            failed.clone(),
+            request(token),
+        );
+        handles.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                match gate.admit(&req).await {
+                    Ok(_) => done.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                latencies.push(started.elapsed());
+            }
+            latencies
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for h in handles {
+        latencies.extend(h.await.unwrap());
+    }
+    latencies.sort();
+    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "auth-jwt HS256, {tasks:>3} concurrent callers: {rate:>8.0} auth calls/s   p50 {:>8.1} µs   p99 {:>8.1} µs   failed {}",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e6,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e6,
+        failed.load(Ordering::Relaxed),
+    );
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .init();
+    let calls = arg("--calls", 5000) as usize;
+    let secs = arg("--secs", 3);
+    let minted = mint();
+    let token = |alg: &str| minted["tokens"][alg].as_str().unwrap().to_string();
+    let pem = |alg: &str| minted["pem"][alg].clone();
+    println!(
+        "plugin bench: {} CPUs, {calls} sequential calls per row, {secs} s per throughput run",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    let st = PluginGate::new(
+        vec![plugin("static-token", json!({ "token": "bench-token" }))],
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    latency("static-token (baseline)", &st, "bench-token", calls).await;
+
+    for (alg, key) in [
+        ("HS256", json!({ "alg": "HS256", "secret": SECRET })),
+        ("ES256", json!({ "alg": "ES256", "pem": pem("ES256") })),
+        ("EdDSA", json!({ "alg": "EdDSA", "pem": pem("EdDSA") })),
+        ("RS256", json!({ "alg": "RS256", "pem": pem("RS256") })),
+    ] {
+        let gate = PluginGate::new(
+            vec![plugin(
+                "auth-jwt",
+                json!({ "audience": "switchboard", "keys": [key] }),
+            )],
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        latency(&format!("auth-jwt {alg}"), &gate, &token(alg), calls).await;
+    }
+
+    let hs = Arc::new(
+        PluginGate::new(
+            vec![plugin(
+                "auth-jwt",
+                json!({ "audience": "switchboard", "secret": SECRET }),
+            )],
+            Default::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    for tasks in [1, 8, 64] {
+        throughput(hs.clone(), &token("HS256"), tasks, secs).await;
+    }
+}
