@@ -60,6 +60,7 @@ fn run(root: &Path, extra: &[String]) -> Result<()> {
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     setup(root)?;
     plugins::build_plugins()?;
+    plugins::test_plugins()?;
     let mut cmd = Command::new(cargo());
     cmd.args(["test", "--workspace", "--no-fail-fast"]).args(extra);
     status(&mut cmd, "cargo test")

@@ -127,6 +127,32 @@ pub fn build_plugins() -> Result<PathBuf> {
     Ok(out_dir)
 }
 
+/// Run the plugins' and the SDK's native unit tests (`cargo test` on the plugins workspace
+/// with the host toolchain; no wasm target needed).
+pub fn test_plugins() -> Result<()> {
+    let manifest = workspace_root().join("plugins").join("Cargo.toml");
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.arg("test")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir(&workspace_root()).join("wasm-build"));
+    eprintln!("xtask plugins: unit tests of {}", manifest.display());
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("plugin unit tests failed ({status})");
+    }
+    Ok(())
+}
+
 /// The host workspace root (parent of `xtask/`).
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
