@@ -29,7 +29,11 @@ fn root() -> PathBuf {
 }
 
 fn component(name: &str) -> PathBuf {
-    let path = root().join("target/plugins").join(format!("{name}.wasm"));
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root().join(dir),
+        _ => root().join("target"),
+    };
+    let path = target.join("plugins").join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
         "{} missing: run `cargo xtask plugins`",
