@@ -77,6 +77,10 @@ struct Cli {
     /// Run everything unpinned.
     #[arg(long)]
     no_pin: bool,
+    /// ICE check interval of the tool's clients in ms; 0 keeps webrtc-rs's 200 ms default,
+    /// which adds up to 200 ms of client-side delay to every join (see docs/benchmarks.md).
+    #[arg(long, default_value_t = 20)]
+    client_ice_check_ms: u64,
     /// Bearer token for WHIP/WHEP.
     #[arg(long)]
     token: Option<String>,
@@ -113,13 +117,17 @@ fn parse_bitrate(s: &str) -> Result<u32, String> {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
+    // Our own diagnostics through tracing; webrtc-rs's `log` errors are counted, not printed
+    // (a flood of them would itself load the tool), and reported per run.
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
-        .init();
+        .finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    let _ = loadgen::ClientLog::install();
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -172,6 +180,8 @@ async fn drive(cli: Cli, load_core: Option<usize>) -> anyhow::Result<()> {
         join_timeout: Duration::from_secs(cli.join_timeout),
         client: ClientOptions {
             token: cli.token.clone(),
+            ice_check_interval: (cli.client_ice_check_ms > 0)
+                .then(|| Duration::from_millis(cli.client_ice_check_ms)),
             ..ClientOptions::default()
         },
         progress: !cli.quiet,

@@ -58,6 +58,10 @@ pub struct ClientOptions {
     /// Rewrite the offer's `a=setup:actpass` to this (`passive`, `active`), as clients that
     /// insist on a DTLS role do.
     pub dtls_setup: Option<&'static str>,
+    /// ICE connectivity-check interval while connecting; `None` keeps webrtc-rs's 200 ms.
+    /// The load tool shortens it: a webrtc-rs client only starts DTLS on its next check tick
+    /// after the pair is selected, which would add up to one interval to every join it times.
+    pub ice_check_interval: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -68,6 +72,7 @@ impl Default for ClientOptions {
             video_codec: "video/VP8".into(),
             rsa_key_pkcs8: None,
             dtls_setup: None,
+            ice_check_interval: None,
         }
     }
 }
@@ -133,9 +138,13 @@ async fn build_pc(
     let registry = register_default_interceptors(Registry::new(), &mut media).map_err(rtc_err)?;
     // Inbound RTCP ends inside the default chain; without this the publisher never sees PLI/FIR.
     let registry = with_keyframe_forwarding(registry);
-    let settings = SettingEngineBuilder::new()
-        .with_include_loopback_candidate(true)
-        .build();
+    let mut settings = SettingEngineBuilder::new().with_include_loopback_candidate(true);
+    if let Some(interval) = opts.ice_check_interval {
+        // Keep the default ~1.4 s before a silent candidate pair is given up.
+        let attempts = (1400 / interval.as_millis().max(1)).clamp(7, 1000) as u16;
+        settings = settings.with_ice_connection_attempts(Some(interval), Some(attempts));
+    }
+    let settings = settings.build();
     let mut configuration = RTCConfigurationBuilder::new();
     if let Some(der) = &opts.rsa_key_pkcs8 {
         configuration = configuration.with_certificates(vec![rsa_certificate(der)?]);
@@ -166,13 +175,15 @@ fn rsa_certificate(pkcs8: &[u8]) -> Result<RTCCertificate, ClientError> {
         .map_err(rtc_err)
 }
 
-/// Offer, POST it, apply the answer. Returns the resource and when the 201 came back.
+/// Offer, POST it, apply the answer. `on_post` runs just before the POST goes out (join
+/// timings start there, not at offer creation).
 async fn signal(
     http: &reqwest::Client,
     endpoint: &str,
     opts: &ClientOptions,
     pc: &Arc<dyn PeerConnection>,
     states: &PeerStates,
+    on_post: impl FnOnce(),
 ) -> Result<Resource, ClientError> {
     let mut gathering = states.gathering.subscribe();
     let offer = pc.create_offer(None).await.map_err(rtc_err)?;
@@ -202,6 +213,7 @@ async fn signal(
     if let Some(token) = &opts.token {
         req = req.bearer_auth(token);
     }
+    on_post();
     let resp = req
         .send()
         .await
@@ -318,8 +330,8 @@ impl Publisher {
         let (audio, audio_ssrc, audio_tr) =
             local_track(&pc, RtpCodecKind::Audio, "audio/opus").await?;
         let http = reqwest::Client::new();
-        let resource = match signal(&http, &format!("{base}/whip/{room}"), opts, &pc, &states).await
-        {
+        let endpoint = format!("{base}/whip/{room}");
+        let resource = match signal(&http, &endpoint, opts, &pc, &states, || ()).await {
             Ok(r) => r,
             Err(e) => {
                 let _ = pc.close().await;
@@ -659,9 +671,9 @@ impl Viewer {
             .await
             .map_err(rtc_err)?;
         }
-        *stats.start.lock() = Some(Instant::now());
-        let resource = match signal(http, &format!("{base}/whep/{room}"), opts, &pc, &states).await
-        {
+        let endpoint = format!("{base}/whep/{room}");
+        let posted = || *stats.start.lock() = Some(Instant::now());
+        let resource = match signal(http, &endpoint, opts, &pc, &states, posted).await {
             Ok(r) => r,
             Err(e) => {
                 let _ = pc.close().await;

@@ -29,10 +29,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use report::{Joins, Quality, Scenario, ServerCost, Throughput};
 pub use report::{Percentiles, Report, Summary};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use system::ProcSample;
+
+/// The ICE check interval the tool's clients use by default. webrtc-rs clients start DTLS on
+/// their next check tick after selecting a pair, so with the crate's 200 ms default every
+/// timed join would carry up to 200 ms of the *client's* timer; browsers start DTLS at once.
+pub const CLIENT_ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -74,10 +79,53 @@ impl Default for LoadOptions {
             join_concurrency: 4,
             join_timeout: Duration::from_secs(15),
             server_pid: None,
-            client: ClientOptions::default(),
+            client: ClientOptions {
+                ice_check_interval: Some(CLIENT_ICE_CHECK_INTERVAL),
+                ..ClientOptions::default()
+            },
             progress: false,
         }
     }
+}
+
+/// Errors webrtc-rs logged inside this process (see [`ClientLog`]).
+static CLIENT_ERRORS: AtomicU64 = AtomicU64::new(0);
+static FIRST_CLIENT_ERROR: OnceLock<String> = OnceLock::new();
+
+/// A `log` logger for the load tool that counts the errors webrtc-rs logs on the client side
+/// instead of printing them.
+///
+/// The one that matters is "Failed to send RtpPacket to track remote ...: Full": a viewer's
+/// reader fell behind and the *load tool* dropped the packet. Such packets show up as loss,
+/// so the report carries the count and warns, rather than blaming the server for them.
+pub struct ClientLog;
+
+impl ClientLog {
+    /// Install as the process's `log` logger (errors only). Fails if one is already set.
+    pub fn install() -> Result<(), log::SetLoggerError> {
+        static LOGGER: ClientLog = ClientLog;
+        log::set_logger(&LOGGER)?;
+        log::set_max_level(log::LevelFilter::Error);
+        Ok(())
+    }
+}
+
+impl log::Log for ClientLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Error
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.level() == log::Level::Error {
+            CLIENT_ERRORS.fetch_add(1, Ordering::Relaxed);
+            FIRST_CLIENT_ERROR.get_or_init(|| {
+                let text = format!("{}: {}", record.target(), record.args());
+                text.chars().take(160).collect()
+            });
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 /// A viewer that joined (or tried to), and the room it is in.
@@ -117,6 +165,8 @@ struct Snapshot {
     published: Vec<u64>,
     server: Option<ProcSample>,
     me: Option<ProcSample>,
+    machine: Option<Duration>,
+    client_errors: u64,
 }
 
 fn snapshot(joined: &[Joined], publishers: &[Arc<Publisher>], server_pid: Option<u32>) -> Snapshot {
@@ -132,6 +182,8 @@ fn snapshot(joined: &[Joined], publishers: &[Arc<Publisher>], server_pid: Option
             .collect(),
         server: server_pid.and_then(|pid| system::sample(pid).ok()),
         me: system::sample(std::process::id()).ok(),
+        machine: system::machine_busy().ok(),
+        client_errors: CLIENT_ERRORS.load(Ordering::Relaxed),
     }
 }
 
@@ -417,6 +469,35 @@ fn compute(
         (Some(s), Some(e)) => e.cpu.saturating_sub(s.cpu).as_secs_f64() / wall,
         _ => 0.0,
     };
+    // Everything else the machine did meanwhile (other people's builds, say).
+    let other = match (start.machine, end.machine) {
+        (Some(s), Some(e)) => {
+            let server_cpu = server.as_ref().map_or(0.0, |c| c.cpu_secs);
+            let total = e.saturating_sub(s).as_secs_f64() / wall;
+            let own = if opts.server_pid == Some(std::process::id()) {
+                me // in-process server: its CPU is already in `me`
+            } else {
+                me + server_cpu / wall
+            };
+            Some((total - own).max(0.0))
+        }
+        _ => None,
+    };
+    if let Some(other) = other
+        && other > 0.15
+    {
+        warnings.push(format!(
+            "other processes used {other:.2} cores during the window: figures are disturbed"
+        ));
+    }
+    let client_errors = end.client_errors - start.client_errors;
+    if client_errors > 0 {
+        warnings.push(format!(
+            "the load tool's own webrtc stack logged {client_errors} errors (first: {}); \
+             packets it dropped count as loss",
+            FIRST_CLIENT_ERROR.get().map(String::as_str).unwrap_or("?")
+        ));
+    }
     if me > 0.9 {
         warnings.push(format!(
             "the load tool used {me:.2} cores: it may be the bottleneck, not the server"
@@ -459,6 +540,8 @@ fn compute(
         quality,
         server,
         load_tool_cpu_utilisation: me,
+        other_cpu_utilisation: other,
+        load_tool_webrtc_errors: client_errors,
         warnings,
     }
 }

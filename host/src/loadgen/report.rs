@@ -19,6 +19,12 @@ pub struct Report {
     pub server: Option<ServerCost>,
     /// The load tool's own CPU use: near 1.0 means it, not the server, may be the limit.
     pub load_tool_cpu_utilisation: f64,
+    /// CPU used by everything else on the machine during the window, in cores (a shared
+    /// machine disturbs the figures; see `warnings`).
+    pub other_cpu_utilisation: Option<f64>,
+    /// Errors the load tool's own webrtc stack logged during the window (chiefly packets it
+    /// dropped itself because a viewer's reader fell behind).
+    pub load_tool_webrtc_errors: u64,
     /// Conditions that make the figures less trustworthy.
     pub warnings: Vec<String>,
 }
@@ -306,6 +312,11 @@ impl Summary {
         });
         row("load tool CPU (cores)", &|r| {
             format!("{:.2}", r.load_tool_cpu_utilisation)
+        });
+        row("other processes' CPU (cores)", &|r| {
+            r.other_cpu_utilisation
+                .map(|o| format!("{o:.2}"))
+                .unwrap_or_else(|| "-".into())
         });
 
         let name_w = rows

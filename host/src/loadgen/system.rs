@@ -52,6 +52,29 @@ fn ticks_to_duration(ticks: u64) -> Duration {
     Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz)
 }
 
+/// CPU time the whole machine spent busy (user, nice, system, irq, softirq, steal) so far,
+/// from the first line of `/proc/stat`.
+pub fn machine_busy() -> io::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let ticks = parse_machine_busy_ticks(&stat).ok_or_else(|| bad_data("/proc/stat"))?;
+    Ok(ticks_to_duration(ticks))
+}
+
+fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    let busy = [0usize, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| f.get(i))
+        .sum();
+    Some(busy)
+}
+
 /// Number of CPUs online on the machine (not just those this process is pinned to).
 pub fn cpu_count() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.
@@ -132,6 +155,12 @@ mod tests {
     fn rss_is_read_in_kib() {
         let status = "Name:\tswitchboard\nVmPeak:\t  99999 kB\nVmRSS:\t   20480 kB\nThreads:\t4\n";
         assert_eq!(parse_rss_kib(status), Some(20480));
+    }
+
+    #[test]
+    fn machine_busy_time_skips_idle_and_iowait() {
+        let stat = "cpu  100 5 50 9000 40 3 2 1 0 0\ncpu0 50 2 25 4500 20 1 1 0 0 0\n";
+        assert_eq!(parse_machine_busy_ticks(stat), Some(161));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!
 //! - `peer`: building peer connections from the network config.
 //! - `room`: the publisher slot and the audio/video hubs of a room.
+//! - `runtime`: the async runtime viewer connections run on (socket sizing).
 //! - `forward`: the hot path, fan-out of RTP from the publisher's reader.
 //! - `session`: one WHIP/WHEP resource and its lifetime.
 //! - `trickle`: the `trickle-ice-sdpfrag` format of PATCH bodies.
@@ -13,6 +14,7 @@
 pub mod forward;
 pub mod peer;
 pub mod room;
+pub mod runtime;
 pub mod session;
 pub mod trickle;
 
@@ -20,8 +22,9 @@ use crate::auth::{Action, AdmitRequest, Gatekeeper, Identity, RoomCounts};
 use crate::config::{Config, PublisherConflict};
 use crate::events::{Event, EventBus};
 use forward::{ViewerSink, is_keyframe_request};
+use futures::FutureExt;
 use parking_lot::Mutex;
-use peer::{DtlsSide, PeerFactory};
+use peer::{DtlsSide, PeerFactory, PeerRole};
 use room::Room;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -204,7 +207,11 @@ impl Sfu {
         });
         let pc = self
             .peers
-            .build(handler.clone(), DtlsSide::from_offer(&offer))
+            .build(
+                handler.clone(),
+                DtlsSide::from_offer(&offer),
+                PeerRole::Publisher,
+            )
             .await
             .map_err(|e| SfuError::Internal(e.to_string()))?;
         if let Some(feed) = &handler.publisher {
@@ -263,7 +270,7 @@ impl Sfu {
         });
         let pc = self
             .peers
-            .build(handler, DtlsSide::from_offer(&offer))
+            .build(handler, DtlsSide::from_offer(&offer), PeerRole::Viewer)
             .await
             .map_err(|e| SfuError::Internal(e.to_string()))?;
 
@@ -721,14 +728,39 @@ impl PeerConnectionEventHandler for PeerHandler {
             if kind == RtpCodecKind::Video {
                 hub.request_keyframe();
             }
-            // The publisher's reader: one read per packet, fanned out in place.
-            while let Some(event) = track.poll().await {
-                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
-                    hub.forward(packet);
+            // The publisher's reader: wait for a packet, take whatever else is already queued
+            // behind it (up to MAX_BURST), and fan the burst out in place.
+            let mut burst = Vec::with_capacity(MAX_BURST);
+            let mut open = true;
+            while open {
+                burst.clear();
+                match track.poll().await {
+                    Some(event) => push_rtp(&mut burst, event),
+                    None => break,
                 }
+                while burst.len() < MAX_BURST {
+                    match track.poll().now_or_never() {
+                        Some(Some(event)) => push_rtp(&mut burst, event),
+                        Some(None) => {
+                            open = false;
+                            break;
+                        }
+                        None => break, // nothing more queued right now
+                    }
+                }
+                hub.forward_burst(&mut burst);
             }
             hub.detach_source(&track);
         });
+    }
+}
+
+/// Most packets the publisher's reader hands to the hub at once.
+const MAX_BURST: usize = 16;
+
+fn push_rtp(burst: &mut Vec<rtc::rtp::Packet>, event: TrackRemoteEvent) {
+    if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+        burst.push(packet);
     }
 }
 

@@ -1,0 +1,197 @@
+//! The async runtime viewer peer connections run on: tokio, with sockets sized for what a
+//! viewer connection receives.
+//!
+//! webrtc-rs sizes each connection's receive buffers by the socket's GRO capacity: with UDP GRO
+//! available that is two buffers of 64 x 1500 bytes per socket, zero-filled, so on a server
+//! with hundreds of viewers they dominate memory. A viewer connection only ever receives
+//! small datagrams (STUN, DTLS, RTCP feedback), so [`ViewerRuntime`] hands the driver sockets
+//! with GRO switched off and reported as such, and the driver allocates 2 KB buffers instead.
+//! Everything else is delegated to the crate's own [`TokioRuntime`].
+//!
+//! This is also where a single-port UDP mux would go: `wrap_udp_socket` is the seam through
+//! which every connection gets its sockets, so forwarding never needs to know.
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use webrtc::runtime::{
+    AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime,
+    TokioRuntime, Transmit,
+};
+
+/// [`TokioRuntime`] whose UDP sockets receive one datagram at a time (no GRO).
+#[derive(Debug)]
+pub struct ViewerRuntime {
+    inner: TokioRuntime,
+}
+
+impl Default for ViewerRuntime {
+    fn default() -> Self {
+        ViewerRuntime {
+            inner: TokioRuntime,
+        }
+    }
+}
+
+impl ViewerRuntime {
+    /// The process-wide instance.
+    pub fn shared() -> Arc<dyn Runtime> {
+        static SHARED: std::sync::OnceLock<Arc<dyn Runtime>> = std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(|| Arc::new(ViewerRuntime::default()))
+            .clone()
+    }
+}
+
+impl Runtime for ViewerRuntime {
+    #[track_caller]
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
+        self.inner.spawn(future)
+    }
+
+    fn spawn_reactor(
+        &self,
+        reactor_pool_size: usize,
+        future: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Box<dyn JoinHandle> {
+        self.inner.spawn_reactor(reactor_pool_size, future)
+    }
+
+    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        let fd = socket.as_raw_fd();
+        let inner = self.inner.wrap_udp_socket(socket)?;
+        // The tokio wrapper enables UDP_GRO when the kernel has it; a coalesced read would not
+        // fit the single-datagram buffers the driver now allocates, so turn it off again.
+        disable_gro(fd);
+        Ok(Arc::new(SingleDatagramSocket { inner }))
+    }
+
+    fn wrap_tcp_listener(
+        &self,
+        listener: std::net::TcpListener,
+    ) -> io::Result<Arc<dyn AsyncTcpListener>> {
+        self.inner.wrap_tcp_listener(listener)
+    }
+
+    fn connect_tcp<'a>(
+        &'a self,
+        remote_addr: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>> {
+        self.inner.connect_tcp(remote_addr)
+    }
+
+    fn resolve_host<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+        self.inner.resolve_host(host)
+    }
+
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.inner.sleep(duration)
+    }
+
+    fn interval(&self, period: Duration) -> Box<dyn AsyncInterval> {
+        self.inner.interval(period)
+    }
+
+    fn block_on(&self, future: Pin<Box<dyn Future<Output = ()> + '_>>) {
+        self.inner.block_on(future)
+    }
+
+    fn yield_now(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.inner.yield_now()
+    }
+
+    fn name(&self) -> &'static str {
+        "tokio (viewer sockets)"
+    }
+}
+
+fn disable_gro(fd: std::os::fd::RawFd) {
+    let off: libc::c_int = 0;
+    // SAFETY: `fd` is the open socket the wrapper now owns; setsockopt reads `off` only.
+    // Failure (kernel without UDP_GRO) leaves GRO off, which is what we want anyway.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_GRO,
+            (&off as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// A tokio UDP socket that reports no GRO capacity, so the driver reads datagram by datagram.
+struct SingleDatagramSocket {
+    inner: Arc<dyn AsyncUdpSocket>,
+}
+
+impl fmt::Debug for SingleDatagramSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SingleDatagramSocket")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl AsyncUdpSocket for SingleDatagramSocket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
+        self.inner.poll_send(cx, transmit)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_recv(cx, bufs, meta)
+    }
+
+    fn max_gso_segments(&self) -> usize {
+        self.inner.max_gso_segments()
+    }
+
+    fn max_gro_segments(&self) -> usize {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn viewer_sockets_read_single_datagrams_and_still_carry_traffic() {
+        let runtime = ViewerRuntime::default();
+        let a = runtime
+            .wrap_udp_socket(std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .unwrap();
+        let b = runtime
+            .wrap_udp_socket(std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .unwrap();
+        assert_eq!(a.max_gro_segments(), 1);
+        let sent = a.send_to(b"ping", b.local_addr().unwrap()).await.unwrap();
+        assert_eq!(sent, 4);
+        let mut buf = [0u8; 2000];
+        let (n, from) = b.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        assert_eq!(from, a.local_addr().unwrap());
+    }
+}
