@@ -6,12 +6,13 @@
 
 use crate::config::WebrtcConfig;
 use rtc::interceptor::{NackResponderBuilder, SenderReportBuilder, Slot};
+use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use webrtc::peer_connection::{
     CipherSuiteId, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceServer, Registry, SettingEngineBuilder, SrtpProtectionProfile,
@@ -51,10 +52,11 @@ pub enum PeerRole {
 const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 const ICE_MAX_CHECKS: u16 = 100;
 
-/// Packets of history the NACK responder keeps per viewer stream: about 4 s of 1 Mbit/s video,
-/// over 1 s at 4 Mbit/s, far beyond any round trip worth retransmitting into. (The crate's
-/// default, 1024, costs every viewer ~120 KiB of packet slots.)
-const VIEWER_NACK_HISTORY: u16 = 512;
+/// Packets of history the NACK responder keeps per viewer video stream: about 2 s of 1 Mbit/s
+/// video and 0.6 s at 4 Mbit/s, beyond any round trip worth retransmitting into. Each slot
+/// costs ~112 bytes per viewer whether used or not, so the crate's default of 1024 alone would
+/// be ~112 KiB of every viewer's memory.
+const VIEWER_NACK_HISTORY: u16 = 256;
 
 /// The interceptors of a send-only viewer connection.
 ///
@@ -88,6 +90,8 @@ pub struct PeerFactory {
     config: WebrtcConfig,
     ice_servers: Vec<RTCIceServer>,
     next_port: AtomicU32,
+    /// The DTLS certificate every connection presents (see [`PeerFactory::certificate`]).
+    certificate: parking_lot::Mutex<Option<RTCCertificate>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +119,37 @@ impl PeerFactory {
             config,
             ice_servers,
             next_port: AtomicU32::new(min as u32),
+            certificate: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// The server's DTLS certificate (ECDSA P-256), made once and shared by every connection.
+    ///
+    /// Left to itself webrtc-rs generates a fresh key and self-signed certificate for each
+    /// connection, on the join path. One identity for the whole server is what SFUs usually
+    /// present (the fingerprint travels in each answer, so nothing else changes); a new one is
+    /// made if the current one is within a day of expiring.
+    fn certificate(&self) -> Result<RTCCertificate, PeerError> {
+        let mut slot = self.certificate.lock();
+        let fresh = |c: &RTCCertificate| {
+            c.expires
+                .duration_since(SystemTime::now())
+                .is_ok_and(|left| left > Duration::from_secs(24 * 3600))
+        };
+        if let Some(cert) = slot.as_ref().filter(|c| fresh(c)) {
+            return Ok(cert.clone());
+        }
+        let err = |e: &dyn std::fmt::Display| PeerError::Build(format!("DTLS certificate: {e}"));
+        let provider = rtc::crypto::default_provider().map_err(|e| err(&e))?;
+        let params = CertificateParams::new(vec!["switchboard".to_owned()]).map_err(|e| err(&e))?;
+        let cert = RTCCertificate::generate(
+            provider.crypto(),
+            rtc::crypto::SignatureScheme::EcdsaP256Sha256,
+            params,
+        )
+        .map_err(|e| err(&e))?;
+        *slot = Some(cert.clone());
+        Ok(cert)
     }
 
     pub fn config(&self) -> &WebrtcConfig {
@@ -260,6 +294,7 @@ impl PeerFactory {
 
         let configuration = RTCConfigurationBuilder::new()
             .with_ice_servers(self.ice_servers.clone())
+            .with_certificates(vec![self.certificate()?])
             .build();
         let udp_addrs: Vec<SocketAddr> = self
             .config
@@ -290,6 +325,15 @@ impl PeerFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_connection_shares_one_certificate() {
+        let f = PeerFactory::new(crate::config::Config::default().webrtc);
+        let a = f.certificate().expect("certificate");
+        let b = f.certificate().expect("certificate");
+        assert!(a == b, "the second connection reuses the first one's certificate");
+        assert!(a.expires > SystemTime::now() + Duration::from_secs(24 * 3600));
+    }
 
     #[test]
     fn advertise_rewrites_host_candidates_per_family() {
