@@ -46,7 +46,10 @@ fn workspace_root() -> PathBuf {
 fn run(root: &Path, extra: &[String]) -> Result<()> {
     let config = root.join("config.toml");
     let text = std::fs::read_to_string(&config).unwrap_or_default();
-    if text.lines().any(|l| l.trim_start().starts_with("[[plugins]]")) {
+    if text
+        .lines()
+        .any(|l| l.trim_start().starts_with("[[plugins]]"))
+    {
         plugins::build_plugins()?;
     }
     let extra = extra.strip_prefix(&["--".to_string()]).unwrap_or(extra);
@@ -62,7 +65,8 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     plugins::build_plugins()?;
     plugins::test_plugins()?;
     let mut cmd = Command::new(cargo());
-    cmd.args(["test", "--workspace", "--no-fail-fast"]).args(extra);
+    cmd.args(["test", "--workspace", "--no-fail-fast"])
+        .args(extra);
     status(&mut cmd, "cargo test")
 }
 
@@ -100,7 +104,9 @@ fn cargo() -> String {
 }
 
 fn status(cmd: &mut Command, what: &str) -> Result<()> {
-    let st = cmd.status().with_context(|| format!("could not start {what}"))?;
+    let st = cmd
+        .status()
+        .with_context(|| format!("could not start {what}"))?;
     if !st.success() {
         bail!("{what} failed ({st})");
     }
