@@ -81,6 +81,11 @@ struct Cli {
     /// which adds up to 200 ms of client-side delay to every join (see docs/benchmarks.md).
     #[arg(long, default_value_t = 20)]
     client_ice_check_ms: u64,
+    /// DTLS role the clients' offers ask for: `actpass` (browsers, OBS; the server picks) or
+    /// `passive` (the client insists on being the DTLS server, so the server must start the
+    /// handshake).
+    #[arg(long, value_enum, default_value = "actpass")]
+    dtls_setup: DtlsSetup,
     /// Bearer token for WHIP/WHEP.
     #[arg(long)]
     token: Option<String>,
@@ -90,6 +95,12 @@ struct Cli {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DtlsSetup {
+    Actpass,
+    Passive,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -182,6 +193,7 @@ async fn drive(cli: Cli, load_core: Option<usize>) -> anyhow::Result<()> {
             token: cli.token.clone(),
             ice_check_interval: (cli.client_ice_check_ms > 0)
                 .then(|| Duration::from_millis(cli.client_ice_check_ms)),
+            dtls_setup: (cli.dtls_setup == DtlsSetup::Passive).then_some("passive"),
             ..ClientOptions::default()
         },
         progress: !cli.quiet,
