@@ -466,7 +466,6 @@ impl Sfu {
     }
 
     async fn teardown(&self, session: &Arc<Session>, reason: EndReason) {
-        self.sessions.lock().remove(&session.id);
         let room = &session.room;
         match session.action {
             Action::Publish => room.clear_publisher(&session.id),
@@ -474,6 +473,8 @@ impl Sfu {
         }
         let _ = session.pc.close().await;
         self.release_room(room);
+        // Last, so a session count of zero means every resource is already released.
+        self.sessions.lock().remove(&session.id);
         match &reason {
             EndReason::Expired | EndReason::Revoked(_) => tracing::warn!(
                 session = %session.id, room = %room.name, action = %session.action,
