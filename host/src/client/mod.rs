@@ -9,12 +9,9 @@ pub mod media;
 use crate::sfu::forward::{is_keyframe_request, with_keyframe_forwarding};
 use crate::sfu::session::PeerStates;
 use parking_lot::Mutex;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -494,33 +491,13 @@ async fn local_track(
     ClientError,
 > {
     let ssrc = rand::random::<u32>();
-    let codec = match kind {
-        RtpCodecKind::Audio => RTCRtpCodec {
-            mime_type: "audio/opus".into(),
-            clock_rate: 48000,
-            channels: 2,
-            ..Default::default()
-        },
-        _ => RTCRtpCodec {
-            mime_type: mime.into(),
-            clock_rate: 90000,
-            ..Default::default()
-        },
+    let mime = if kind == RtpCodecKind::Audio {
+        "audio/opus"
+    } else {
+        mime
     };
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "publisher".into(),
-        format!("{kind}"),
-        format!("{kind}"),
-        kind,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec,
-            ..Default::default()
-        }],
-    )));
+    let track =
+        crate::sfu::peer::rtp_track("publisher".into(), format!("{kind}"), kind, mime, ssrc);
     let transceiver = pc
         .add_transceiver_from_track(
             track.clone() as Arc<dyn TrackLocal>,

@@ -26,10 +26,7 @@ use futures::FutureExt;
 use parking_lot::Mutex;
 use peer::{DtlsSide, PeerFactory, PeerRole};
 use room::Room;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use session::{EndReason, PeerStates, Session};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -172,11 +169,35 @@ impl Sfu {
         identity: Identity,
         offer: String,
     ) -> Result<Created, SfuError> {
+        self.open(Action::Publish, admit, identity, offer).await
+    }
+
+    /// WHEP: start a viewer session in `room`. The room need not have a publisher yet.
+    pub async fn play(
+        self: &Arc<Self>,
+        admit: AdmitRequest,
+        identity: Identity,
+        offer: String,
+    ) -> Result<Created, SfuError> {
+        self.open(Action::Play, admit, identity, offer).await
+    }
+
+    /// Hold the room open while the session is set up; release it again if set-up fails.
+    async fn open(
+        self: &Arc<Self>,
+        action: Action,
+        admit: AdmitRequest,
+        identity: Identity,
+        offer: String,
+    ) -> Result<Created, SfuError> {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(SfuError::ShuttingDown);
         }
         let room = self.checkout_room(&admit.room);
-        let result = self.start_publisher(&room, admit, identity, offer).await;
+        let result = match action {
+            Action::Publish => self.start_publisher(&room, admit, identity, offer).await,
+            Action::Play => self.start_viewer(&room, admit, identity, offer).await,
+        };
         room.end_pending();
         if result.is_err() {
             self.release_room(&room);
@@ -235,25 +256,6 @@ impl Sfu {
             etag: session.etag(),
             answer,
         })
-    }
-
-    /// WHEP: start a viewer session in `room`. The room need not have a publisher yet.
-    pub async fn play(
-        self: &Arc<Self>,
-        admit: AdmitRequest,
-        identity: Identity,
-        offer: String,
-    ) -> Result<Created, SfuError> {
-        if self.shutting_down.load(Ordering::Relaxed) {
-            return Err(SfuError::ShuttingDown);
-        }
-        let room = self.checkout_room(&admit.room);
-        let result = self.start_viewer(&room, admit, identity, offer).await;
-        room.end_pending();
-        if result.is_err() {
-            self.release_room(&room);
-        }
-        result
     }
 
     async fn start_viewer(
@@ -642,39 +644,17 @@ async fn add_output_track(
     key: u64,
 ) -> Result<OutputTrack, SfuError> {
     let ssrc = rand::random::<u32>();
-    let (label, codec) = match kind {
-        RtpCodecKind::Audio => (
-            "audio",
-            RTCRtpCodec {
-                mime_type: "audio/opus".into(),
-                clock_rate: 48000,
-                channels: 2,
-                ..Default::default()
-            },
-        ),
-        _ => (
-            "video",
-            RTCRtpCodec {
-                mime_type: "video/VP8".into(),
-                clock_rate: 90000,
-                ..Default::default()
-            },
-        ),
+    let (label, mime) = match kind {
+        RtpCodecKind::Audio => ("audio", "audio/opus"),
+        _ => ("video", "video/VP8"),
     };
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+    let track = peer::rtp_track(
         format!("switchboard-{key}"),
         format!("{label}-{key}"),
-        label.to_owned(),
         kind,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec,
-            ..Default::default()
-        }],
-    )));
+        mime,
+        ssrc,
+    );
     let sender = pc
         .add_track(track.clone() as Arc<dyn TrackLocal>)
         .await

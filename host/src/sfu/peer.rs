@@ -361,3 +361,51 @@ mod tests {
         assert!(out.ends_with("m=audio\r\n"));
     }
 }
+
+/// An outgoing RTP track with one encoding: `mime` at its usual clock rate, our chosen SSRC.
+///
+/// The codec only seeds negotiation and interceptor binding; forwarded packets carry whatever
+/// payload type the remote negotiated for the codec actually sent.
+pub fn rtp_track(
+    stream_id: String,
+    track_id: String,
+    kind: rtc::rtp_transceiver::rtp_sender::RtpCodecKind,
+    mime: &str,
+    ssrc: u32,
+) -> Arc<webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP> {
+    use rtc::rtp_transceiver::rtp_sender::{
+        RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    };
+    let codec = match kind {
+        RtpCodecKind::Audio => RTCRtpCodec {
+            mime_type: mime.into(),
+            clock_rate: 48000,
+            channels: 2,
+            ..Default::default()
+        },
+        _ => RTCRtpCodec {
+            mime_type: mime.into(),
+            clock_rate: 90000,
+            ..Default::default()
+        },
+    };
+    let label = track_id.clone();
+    Arc::new(
+        webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP::new(
+            rtc::media_stream::MediaStreamTrack::new(
+                stream_id,
+                track_id,
+                label,
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec,
+                    ..Default::default()
+                }],
+            ),
+        ),
+    )
+}
