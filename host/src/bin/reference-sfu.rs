@@ -16,6 +16,9 @@
 //! the lost packets and carries on (the example's `Err(_) => break` would stop sending to that
 //! viewer for good, which would make the reference look worse than the pattern deserves).
 //!
+//! It is a yardstick, not a server to deploy: no auth, no trickle, and rooms (two channels
+//! each) live as long as the process.
+//!
 //! HTTP: `POST /whip/{room}` and `POST /whep/{room}` take an `application/sdp` offer and answer
 //! `201 Created` with the SDP answer (all candidates included) and a `Location`;
 //! `DELETE /{whip,whep}/{room}/{id}` ends a session; `GET /healthz` answers `ok`.
