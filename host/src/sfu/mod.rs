@@ -245,7 +245,8 @@ impl Sfu {
                 return Err(e);
             }
         };
-        let session = self.register(room, Action::Publish, pc, identity, admit, states);
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let session = self.register(room, Action::Publish, pc, identity, admit, states, key);
         if let Some(previous) = room.set_publisher(&session.id) {
             if let Some(old) = self.sessions.lock().get(&previous).cloned() {
                 old.end(EndReason::Replaced);
@@ -310,7 +311,7 @@ impl Sfu {
                 out.track,
             ));
         }
-        let session = self.register_with_key(room, Action::Play, pc, identity, admit, states, key);
+        let session = self.register(room, Action::Play, pc, identity, admit, states, key);
         room.viewer_joined();
         self.spawn_viewer_feed(&session, sinks);
         Ok(Created {
@@ -373,21 +374,8 @@ impl Sfu {
         });
     }
 
-    fn register(
-        self: &Arc<Self>,
-        room: &Arc<Room>,
-        action: Action,
-        pc: Arc<dyn PeerConnection>,
-        identity: Identity,
-        admit: AdmitRequest,
-        states: Arc<PeerStates>,
-    ) -> Arc<Session> {
-        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        self.register_with_key(room, action, pc, identity, admit, states, key)
-    }
-
     #[allow(clippy::too_many_arguments)]
-    fn register_with_key(
+    fn register(
         self: &Arc<Self>,
         room: &Arc<Room>,
         action: Action,
