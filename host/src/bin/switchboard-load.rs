@@ -50,7 +50,7 @@ struct Cli {
     #[arg(long, default_value_t = 2)]
     warmup: u64,
     /// Video bitrate per publisher, bits/s; `k` and `M` suffixes allowed (e.g. 1M, 500k).
-    #[arg(long, default_value = "1M", value_parser = parse_bitrate)]
+    #[arg(long, default_value = "1M", value_parser = switchboard::loadgen::parse_bitrate)]
     bitrate: u32,
     /// Video frames per second.
     #[arg(long, default_value_t = 30)]
@@ -108,23 +108,6 @@ enum Spawn {
     Switchboard,
     Reference,
     Both,
-}
-
-fn parse_bitrate(s: &str) -> Result<u32, String> {
-    let s = s.trim();
-    let (digits, scale) = match s.chars().last() {
-        Some('k' | 'K') => (&s[..s.len() - 1], 1_000.0),
-        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000.0),
-        _ => (s, 1.0),
-    };
-    let value: f64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a bitrate (e.g. 1000000, 500k, 2M)"))?;
-    let bits = value * scale;
-    if !(8_000.0..=50_000_000.0).contains(&bits) {
-        return Err(format!("{s:?}: bitrate must be between 8k and 50M"));
-    }
-    Ok(bits as u32)
 }
 
 fn main() -> std::process::ExitCode {
@@ -268,19 +251,4 @@ async fn drive(cli: Cli, load_core: Option<usize>) -> anyhow::Result<()> {
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_bitrate;
-
-    #[test]
-    fn bitrates_with_suffixes() {
-        assert_eq!(parse_bitrate("1M"), Ok(1_000_000));
-        assert_eq!(parse_bitrate("500k"), Ok(500_000));
-        assert_eq!(parse_bitrate("2500000"), Ok(2_500_000));
-        assert_eq!(parse_bitrate("1.5M"), Ok(1_500_000));
-        assert!(parse_bitrate("fast").is_err());
-        assert!(parse_bitrate("1k").is_err());
-    }
 }

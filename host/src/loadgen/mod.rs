@@ -545,3 +545,36 @@ fn compute(
         warnings,
     }
 }
+
+/// Parses a bitrate given on the command line: plain bits/s or with a `k`/`M` suffix.
+pub fn parse_bitrate(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let (digits, scale) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000.0),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000.0),
+        _ => (s, 1.0),
+    };
+    let value: f64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a bitrate (e.g. 1000000, 500k, 2M)"))?;
+    let bits = value * scale;
+    if !(8_000.0..=50_000_000.0).contains(&bits) {
+        return Err(format!("{s:?}: bitrate must be between 8k and 50M"));
+    }
+    Ok(bits as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bitrate;
+
+    #[test]
+    fn bitrates_with_suffixes() {
+        assert_eq!(parse_bitrate("1M"), Ok(1_000_000));
+        assert_eq!(parse_bitrate("500k"), Ok(500_000));
+        assert_eq!(parse_bitrate("2500000"), Ok(2_500_000));
+        assert_eq!(parse_bitrate("1.5M"), Ok(1_500_000));
+        assert!(parse_bitrate("fast").is_err());
+        assert!(parse_bitrate("1k").is_err());
+    }
+}
