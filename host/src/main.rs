@@ -7,6 +7,13 @@ use switchboard::config::Config;
 use switchboard::server::Server;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc malloc: webrtc-rs allocates and frees on every forwarded packet
+/// (driver events, interceptor messages, SRTP output) and keeps many small long-lived blocks
+/// per connection; mimalloc is faster at the first and packs the second tighter
+/// (figures in docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchboard",

@@ -6,11 +6,13 @@
 //!
 //! - `peer`: building peer connections from the network config.
 //! - `room`: the publisher slot and the audio/video hubs of a room.
-//! - `runtime`: the async runtime viewer connections run on (socket sizing).
+//! - `runtime`: the async runtime viewer connections run on (socket sizing, batched sends).
+//! - `egress`: batching a viewer connection's sends into UDP GSO calls.
 //! - `forward`: the hot path, fan-out of RTP from the publisher's reader.
 //! - `session`: one WHIP/WHEP resource and its lifetime.
 //! - `trickle`: the `trickle-ice-sdpfrag` format of PATCH bodies.
 
+pub mod egress;
 pub mod forward;
 pub mod peer;
 pub mod room;

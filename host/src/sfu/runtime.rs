@@ -8,9 +8,14 @@
 //! with GRO switched off and reported as such, and the driver allocates 2 KB buffers instead.
 //! Everything else is delegated to the crate's own [`TokioRuntime`].
 //!
+//! Every task a viewer connection spawns (its driver) runs inside an [`egress::Batched`]
+//! scope and its sockets defer their sends to it, so a burst of packets to one viewer leaves
+//! in one GSO send instead of one `sendmsg` each (see [`egress`]).
+//!
 //! This is also where a single-port UDP mux would go: `wrap_udp_socket` is the seam through
 //! which every connection gets its sockets, so forwarding never needs to know.
 
+use super::egress::{self, Batched};
 use std::fmt;
 use std::future::Future;
 use std::io::{self, IoSliceMut};
@@ -25,7 +30,8 @@ use webrtc::runtime::{
     TokioRuntime, Transmit,
 };
 
-/// [`TokioRuntime`] whose UDP sockets receive one datagram at a time (no GRO).
+/// [`TokioRuntime`] whose UDP sockets receive one datagram at a time (no GRO) and send in
+/// batches.
 #[derive(Debug)]
 pub struct ViewerRuntime {
     inner: TokioRuntime,
@@ -52,7 +58,7 @@ impl ViewerRuntime {
 impl Runtime for ViewerRuntime {
     #[track_caller]
     fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
-        self.inner.spawn(future)
+        self.inner.spawn(Box::pin(Batched::new(future)))
     }
 
     fn spawn_reactor(
@@ -60,7 +66,8 @@ impl Runtime for ViewerRuntime {
         reactor_pool_size: usize,
         future: Pin<Box<dyn Future<Output = ()> + Send>>,
     ) -> Box<dyn JoinHandle> {
-        self.inner.spawn_reactor(reactor_pool_size, future)
+        self.inner
+            .spawn_reactor(reactor_pool_size, Box::pin(Batched::new(future)))
     }
 
     fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
@@ -69,7 +76,7 @@ impl Runtime for ViewerRuntime {
         // The tokio wrapper enables UDP_GRO when the kernel has it; a coalesced read would not
         // fit the single-datagram buffers the driver now allocates, so turn it off again.
         disable_gro(fd);
-        Ok(Arc::new(SingleDatagramSocket { inner }))
+        Ok(Arc::new(SingleDatagramSocket { inner, fd }))
     }
 
     fn wrap_tcp_listener(
@@ -136,6 +143,8 @@ fn disable_gro(fd: std::os::fd::RawFd) {
 /// A tokio UDP socket that reports no GRO capacity, so the driver reads datagram by datagram.
 struct SingleDatagramSocket {
     inner: Arc<dyn AsyncUdpSocket>,
+    /// `inner`'s descriptor, for sends [`egress`] makes itself.
+    fd: std::os::fd::RawFd,
 }
 
 impl fmt::Debug for SingleDatagramSocket {
@@ -152,6 +161,9 @@ impl AsyncUdpSocket for SingleDatagramSocket {
     }
 
     fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
+        if egress::defer(&self.inner, self.fd, transmit) {
+            return Poll::Ready(Ok(transmit.contents.len()));
+        }
         self.inner.poll_send(cx, transmit)
     }
 
