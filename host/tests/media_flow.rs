@@ -10,7 +10,24 @@ use switchboard::client::{Publisher, StreamShape, Viewer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_reaches_every_viewer_with_keyframes() {
-    let (server, base) = start("").await;
+    let (flushed_before, _, _) = switchboard::sfu::egress::counters();
+    publisher_reaches_every_viewer("").await;
+    let (flushed_after, sends, _) = switchboard::sfu::egress::counters();
+    assert!(
+        flushed_after > flushed_before && sends > 0,
+        "viewer packets went out through batched sends"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbatched_sends_reach_every_viewer_too() {
+    publisher_reaches_every_viewer("batch_sends = false\n").await;
+}
+
+/// One publisher, three viewers: media and keyframes reach all, keyframe requests flow up,
+/// DELETE ends everything. `webrtc_extra` is appended to the `[webrtc]` config section.
+async fn publisher_reaches_every_viewer(webrtc_extra: &str) {
+    let (server, base) = start(webrtc_extra).await;
     let publisher = Arc::new(
         Publisher::connect(&base, "main", &opts())
             .await

@@ -78,6 +78,9 @@ pub struct WebrtcConfig {
     pub ice_failed_timeout_secs: u64,
     /// Seconds a new session may take to connect before it is reaped.
     pub connect_timeout_secs: u64,
+    /// Send what a viewer connection produces in one wake-up as UDP GSO batches
+    /// (see `sfu::egress`); `false` sends every datagram on its own.
+    pub batch_sends: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +148,7 @@ impl Default for Config {
                 ice_disconnected_timeout_secs: 5,
                 ice_failed_timeout_secs: 15,
                 connect_timeout_secs: 30,
+                batch_sends: true,
             },
             rooms: RoomsConfig {
                 on_publisher_conflict: PublisherConflict::Replace,

@@ -305,8 +305,11 @@ impl PeerFactory {
 
         let mut builder = PeerConnectionBuilder::new();
         if role == PeerRole::Viewer {
-            // Viewer sockets only receive small datagrams: single-datagram buffers, no GRO.
-            builder = builder.with_runtime(super::runtime::ViewerRuntime::shared());
+            // Viewer sockets only receive small datagrams: single-datagram buffers, no GRO;
+            // what they send goes out in batches.
+            builder = builder.with_runtime(super::runtime::ViewerRuntime::shared(
+                self.config.batch_sends,
+            ));
         }
         let pc = builder
             .with_configuration(configuration)

@@ -35,30 +35,51 @@ use webrtc::runtime::{
 #[derive(Debug)]
 pub struct ViewerRuntime {
     inner: TokioRuntime,
+    /// Whether tasks run as [`Batched`] scopes (`webrtc.batch_sends`).
+    batch_sends: bool,
 }
 
 impl Default for ViewerRuntime {
     fn default() -> Self {
         ViewerRuntime {
             inner: TokioRuntime,
+            batch_sends: true,
         }
     }
 }
 
 impl ViewerRuntime {
-    /// The process-wide instance.
-    pub fn shared() -> Arc<dyn Runtime> {
-        static SHARED: std::sync::OnceLock<Arc<dyn Runtime>> = std::sync::OnceLock::new();
-        SHARED
-            .get_or_init(|| Arc::new(ViewerRuntime::default()))
-            .clone()
+    /// The process-wide instance, with or without batched sends.
+    pub fn shared(batch_sends: bool) -> Arc<dyn Runtime> {
+        type Shared = std::sync::OnceLock<Arc<dyn Runtime>>;
+        static BATCHED: Shared = Shared::new();
+        static UNBATCHED: Shared = Shared::new();
+        let slot = if batch_sends { &BATCHED } else { &UNBATCHED };
+        slot.get_or_init(|| {
+            Arc::new(ViewerRuntime {
+                inner: TokioRuntime,
+                batch_sends,
+            })
+        })
+        .clone()
+    }
+
+    fn wrap(
+        &self,
+        future: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        if self.batch_sends {
+            Box::pin(Batched::new(future))
+        } else {
+            future
+        }
     }
 }
 
 impl Runtime for ViewerRuntime {
     #[track_caller]
     fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
-        self.inner.spawn(Box::pin(Batched::new(future)))
+        self.inner.spawn(self.wrap(future))
     }
 
     fn spawn_reactor(
@@ -67,7 +88,7 @@ impl Runtime for ViewerRuntime {
         future: Pin<Box<dyn Future<Output = ()> + Send>>,
     ) -> Box<dyn JoinHandle> {
         self.inner
-            .spawn_reactor(reactor_pool_size, Box::pin(Batched::new(future)))
+            .spawn_reactor(reactor_pool_size, self.wrap(future))
     }
 
     fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
