@@ -401,7 +401,7 @@ impl Publisher {
             let now = epoch.elapsed();
             let stamp = unix_micros();
             let keyframe = self.keyframe_wanted.swap(false, Ordering::Relaxed)
-                || frame % shape.keyframe_every.max(1) as u64 == 0;
+                || frame.is_multiple_of(shape.keyframe_every.max(1) as u64);
             let vts = vts0.wrapping_add((now.as_micros() as u64 * 90 / 1000) as u32);
             let chunks = frame_bytes.div_ceil(1100).max(1);
             for c in 0..chunks {

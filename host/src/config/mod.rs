@@ -210,10 +210,8 @@ impl Config {
                 message: "at least one IP is required (use \"0.0.0.0\" for all interfaces)".into(),
             });
         }
-        if !self.http.public_url.is_empty()
-            && !(self.http.public_url.starts_with("http://")
-                || self.http.public_url.starts_with("https://"))
-        {
+        let url = &self.http.public_url;
+        if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
             return Err(ConfigError::Invalid {
                 key: "http.public_url",
                 message: format!(
@@ -286,6 +284,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's own error type, in a test
     fn environment_overrides_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("c.toml", "[http]\nbind = \"127.0.0.1:7000\"")?;

@@ -249,10 +249,10 @@ impl Sfu {
         };
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let session = self.register(room, Action::Publish, pc, identity, admit, states, key);
-        if let Some(previous) = room.set_publisher(&session.id) {
-            if let Some(old) = self.sessions.lock().get(&previous).cloned() {
-                old.end(EndReason::Replaced);
-            }
+        if let Some(previous) = room.set_publisher(&session.id)
+            && let Some(old) = self.sessions.lock().get(&previous).cloned()
+        {
+            old.end(EndReason::Replaced);
         }
         Ok(Created {
             session_id: session.id.clone(),

@@ -111,7 +111,6 @@ impl PeerFactory {
                 urls: s.urls.clone(),
                 username: s.username.clone(),
                 credential: s.credential.clone(),
-                ..Default::default()
             })
             .collect();
         let [min, _] = config.udp_port_range;
@@ -325,46 +324,6 @@ impl PeerFactory {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_connection_shares_one_certificate() {
-        let f = PeerFactory::new(crate::config::Config::default().webrtc);
-        let a = f.certificate().expect("certificate");
-        let b = f.certificate().expect("certificate");
-        assert!(
-            a == b,
-            "the second connection reuses the first one's certificate"
-        );
-        assert!(a.expires > SystemTime::now() + Duration::from_secs(24 * 3600));
-    }
-
-    #[test]
-    fn advertise_rewrites_host_candidates_per_family() {
-        let mut config = crate::config::Config::default().webrtc;
-        config.public_ips = vec![
-            "203.0.113.7".parse().unwrap(),
-            "2001:db8::7".parse().unwrap(),
-        ];
-        let f = PeerFactory::new(config);
-        let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 10.0.0.5 5000 typ host\r\na=candidate:2 1 udp 2130706431 192.168.1.2 5000 typ host\r\na=candidate:3 1 udp 2130706431 fd00::1 5002 typ host\r\na=candidate:4 1 udp 1694498815 198.51.100.1 6000 typ srflx raddr 0.0.0.0 rport 0\r\nm=audio\r\n";
-        let out = f.advertise(sdp);
-        assert!(out.contains("a=candidate:1 1 udp 2130706431 203.0.113.7 5000 typ host\r\n"));
-        assert!(
-            !out.contains("a=candidate:2 "),
-            "duplicate after rewrite collapses: {out}"
-        );
-        assert!(out.contains("2001:db8::7 5002 typ host"));
-        assert!(
-            out.contains("198.51.100.1 6000 typ srflx"),
-            "non-host candidates untouched"
-        );
-        assert!(out.ends_with("m=audio\r\n"));
-    }
-}
-
 /// An outgoing RTP track with one encoding: `mime` at its usual clock rate, our chosen SSRC.
 ///
 /// The codec only seeds negotiation and interceptor binding; forwarded packets carry whatever
@@ -411,4 +370,44 @@ pub fn rtp_track(
             ),
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_connection_shares_one_certificate() {
+        let f = PeerFactory::new(crate::config::Config::default().webrtc);
+        let a = f.certificate().expect("certificate");
+        let b = f.certificate().expect("certificate");
+        assert!(
+            a == b,
+            "the second connection reuses the first one's certificate"
+        );
+        assert!(a.expires > SystemTime::now() + Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn advertise_rewrites_host_candidates_per_family() {
+        let mut config = crate::config::Config::default().webrtc;
+        config.public_ips = vec![
+            "203.0.113.7".parse().unwrap(),
+            "2001:db8::7".parse().unwrap(),
+        ];
+        let f = PeerFactory::new(config);
+        let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 10.0.0.5 5000 typ host\r\na=candidate:2 1 udp 2130706431 192.168.1.2 5000 typ host\r\na=candidate:3 1 udp 2130706431 fd00::1 5002 typ host\r\na=candidate:4 1 udp 1694498815 198.51.100.1 6000 typ srflx raddr 0.0.0.0 rport 0\r\nm=audio\r\n";
+        let out = f.advertise(sdp);
+        assert!(out.contains("a=candidate:1 1 udp 2130706431 203.0.113.7 5000 typ host\r\n"));
+        assert!(
+            !out.contains("a=candidate:2 "),
+            "duplicate after rewrite collapses: {out}"
+        );
+        assert!(out.contains("2001:db8::7 5002 typ host"));
+        assert!(
+            out.contains("198.51.100.1 6000 typ srflx"),
+            "non-host candidates untouched"
+        );
+        assert!(out.ends_with("m=audio\r\n"));
+    }
 }
