@@ -385,44 +385,51 @@ impl Publisher {
         wait_state(&self.states, RTCPeerConnectionState::Connected, timeout).await
     }
 
-    /// Send media until `stop` is set. Paced by the tokio clock.
+    /// Send media until `stop` is set. Paced by the tokio clock, each stream on its own
+    /// cadence as an encoder sends it: a video frame every `1/fps` s (split into packets, sent
+    /// back to back) and an Opus packet every 20 ms. A late wake-up catches up (burst).
     pub async fn stream(&self, shape: StreamShape, stop: &AtomicBool) {
+        const AUDIO_PTIME: Duration = Duration::from_millis(20);
         let frame_interval = Duration::from_secs(1) / shape.fps.max(1);
         let frame_bytes = (shape.video_bitrate / 8 / shape.fps.max(1)) as usize;
-        let mut tick = tokio::time::interval(frame_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        let epoch = Instant::now();
+        let epoch = tokio::time::Instant::now();
+        let (mut next_frame, mut next_audio) = (epoch, epoch);
         let (mut vseq, mut aseq) = (rand::random::<u16>(), rand::random::<u16>());
         let (vts0, ats0) = (rand::random::<u32>(), rand::random::<u32>());
         let mut frame: u64 = 0;
         let mut audio_due = Duration::ZERO;
         while !stop.load(Ordering::Relaxed) {
-            tick.tick().await;
-            let now = epoch.elapsed();
+            tokio::time::sleep_until(next_frame.min(next_audio)).await;
+            let wall = tokio::time::Instant::now();
+            let now = wall - epoch;
             let stamp = unix_micros();
-            let keyframe = self.keyframe_wanted.swap(false, Ordering::Relaxed)
-                || frame.is_multiple_of(shape.keyframe_every.max(1) as u64);
-            let vts = vts0.wrapping_add((now.as_micros() as u64 * 90 / 1000) as u32);
-            let chunks = frame_bytes.div_ceil(1100).max(1);
-            for c in 0..chunks {
-                let size = (frame_bytes / chunks).clamp(24, 1200);
-                let packet = rtp::Packet {
-                    header: rtp::header::Header {
-                        version: 2,
-                        marker: c + 1 == chunks,
-                        payload_type: self.video_pt,
-                        sequence_number: vseq,
-                        timestamp: vts,
-                        ssrc: self.video_ssrc,
-                        ..Default::default()
-                    },
-                    payload: media::vp8_payload(c == 0, keyframe, stamp, size),
-                };
-                vseq = vseq.wrapping_add(1);
-                self.send(&self.video, packet).await;
+            if next_frame <= wall {
+                next_frame += frame_interval;
+                let keyframe = self.keyframe_wanted.swap(false, Ordering::Relaxed)
+                    || frame.is_multiple_of(shape.keyframe_every.max(1) as u64);
+                frame += 1;
+                let vts = vts0.wrapping_add((now.as_micros() as u64 * 90 / 1000) as u32);
+                let chunks = frame_bytes.div_ceil(1100).max(1);
+                for c in 0..chunks {
+                    let size = (frame_bytes / chunks).clamp(24, 1200);
+                    let packet = rtp::Packet {
+                        header: rtp::header::Header {
+                            version: 2,
+                            marker: c + 1 == chunks,
+                            payload_type: self.video_pt,
+                            sequence_number: vseq,
+                            timestamp: vts,
+                            ssrc: self.video_ssrc,
+                            ..Default::default()
+                        },
+                        payload: media::vp8_payload(c == 0, keyframe, stamp, size),
+                    };
+                    vseq = vseq.wrapping_add(1);
+                    self.send(&self.video, packet).await;
+                }
             }
-            // Opus: 20 ms packets, caught up to wall time.
-            while audio_due <= now {
+            while next_audio <= wall {
+                next_audio += AUDIO_PTIME;
                 let ats = ats0.wrapping_add((audio_due.as_micros() as u64 * 48 / 1000) as u32);
                 let packet = rtp::Packet {
                     header: rtp::header::Header {
@@ -437,9 +444,8 @@ impl Publisher {
                 };
                 aseq = aseq.wrapping_add(1);
                 self.send(&self.audio, packet).await;
-                audio_due += Duration::from_millis(20);
+                audio_due += AUDIO_PTIME;
             }
-            frame += 1;
         }
     }
 

@@ -333,6 +333,7 @@ impl Sfu {
         let mut connection = session.states.connection.subscribe();
         let mut ending = session.ending();
         let key = session.key;
+        let (session_id, created_at) = (session.id.clone(), session.created_at);
         tokio::spawn(async move {
             // Wait until media can flow; the supervisor handles failure and timeouts.
             loop {
@@ -347,6 +348,11 @@ impl Sfu {
             if ending.borrow().is_some() {
                 return;
             }
+            tracing::debug!(
+                session = %session_id,
+                after_ms = created_at.elapsed().as_secs_f64() * 1e3,
+                "viewer connected; media attached"
+            );
             let mut rtcp_tasks = Vec::new();
             for (kind, sink, track) in sinks {
                 room.hub(kind).add_viewer(sink);
