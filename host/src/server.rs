@@ -93,7 +93,13 @@ impl Server {
         {
             tracing::warn!("HTTP connections still open after 5 s; exiting anyway");
         }
-        tracing::info!("switchboard stopped");
+        let (datagrams, sends, dropped) = crate::sfu::egress::counters();
+        tracing::info!(
+            batched_datagrams = datagrams,
+            batched_sends = sends,
+            batch_dropped = dropped,
+            "switchboard stopped"
+        );
     }
 }
 
