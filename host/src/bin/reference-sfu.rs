@@ -31,12 +31,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use clap::Parser;
 use parking_lot::Mutex;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -315,6 +312,32 @@ fn created(
         .into_response()
 }
 
+/// A peer connection with the watch channels its handler fills: ICE gathering done, and the
+/// connection state. `publish_to` is the room a publisher's tracks feed (none for a viewer).
+async fn new_session(
+    app: &App,
+    publish_to: Option<Arc<Room>>,
+) -> Result<
+    (
+        Arc<dyn PeerConnection>,
+        watch::Receiver<bool>,
+        watch::Receiver<RTCPeerConnectionState>,
+    ),
+    (StatusCode, String),
+> {
+    let (gathered, gathered_rx) = watch::channel(false);
+    let (connection, connection_rx) = watch::channel(RTCPeerConnectionState::New);
+    let handler = Arc::new(Handler {
+        gathered,
+        connection,
+        room: publish_to,
+    });
+    let pc = build_pc(app, handler)
+        .await
+        .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok((pc, gathered_rx, connection_rx))
+}
+
 async fn whip(
     State(app): State<Arc<App>>,
     Path(room_name): Path<String>,
@@ -323,16 +346,7 @@ async fn whip(
 ) -> HttpResult {
     check_content_type(&headers)?;
     let room = app.room(&room_name);
-    let (gathered, gathered_rx) = watch::channel(false);
-    let (connection, connection_rx) = watch::channel(RTCPeerConnectionState::New);
-    let handler = Arc::new(Handler {
-        gathered,
-        connection,
-        room: Some(room),
-    });
-    let pc = build_pc(&app, handler)
-        .await
-        .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let (pc, gathered_rx, connection_rx) = new_session(&app, Some(room)).await?;
     match answer(&pc, gathered_rx, offer).await {
         Ok(sdp) => Ok(created(&app, "whip", &room_name, pc, connection_rx, sdp)),
         Err(e) => {
@@ -350,16 +364,7 @@ async fn whep(
 ) -> HttpResult {
     check_content_type(&headers)?;
     let room = app.room(&room_name);
-    let (gathered, gathered_rx) = watch::channel(false);
-    let (connection, connection_rx) = watch::channel(RTCPeerConnectionState::New);
-    let handler = Arc::new(Handler {
-        gathered,
-        connection,
-        room: None,
-    });
-    let pc = build_pc(&app, handler)
-        .await
-        .map_err(|e| bad(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let (pc, gathered_rx, connection_rx) = new_session(&app, None).await?;
     let mut tracks = Vec::with_capacity(2);
     for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
         match add_viewer_track(&pc, kind).await {
@@ -403,33 +408,17 @@ async fn add_viewer_track(
     kind: RtpCodecKind,
 ) -> Result<(RtpCodecKind, u32, Arc<TrackLocalStaticRTP>), webrtc::error::Error> {
     let ssrc = rand::random::<u32>();
-    let codec = match kind {
-        RtpCodecKind::Audio => RTCRtpCodec {
-            mime_type: "audio/opus".into(),
-            clock_rate: 48000,
-            channels: 2,
-            ..Default::default()
-        },
-        _ => RTCRtpCodec {
-            mime_type: "video/VP8".into(),
-            clock_rate: 90000,
-            ..Default::default()
-        },
+    let mime = match kind {
+        RtpCodecKind::Audio => "audio/opus",
+        _ => "video/VP8",
     };
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+    let track = switchboard::sfu::peer::rtp_track(
         format!("reference-{ssrc}"),
         format!("reference-{kind}-{ssrc}"),
-        format!("{kind}"),
         kind,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec,
-            ..Default::default()
-        }],
-    )));
+        mime,
+        ssrc,
+    );
     pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
     Ok((kind, ssrc, track))
 }
