@@ -81,6 +81,10 @@ pub struct WebrtcConfig {
     /// Send what a viewer connection produces in one wake-up as UDP GSO batches
     /// (see `sfu::egress`); `false` sends every datagram on its own.
     pub batch_sends: bool,
+    /// Drive viewer connections from the forwarding path itself (see `sfu::direct`) instead
+    /// of through a webrtc-rs driver task each. Applies while `ice_servers` is empty: the
+    /// direct driver gathers host candidates only.
+    pub direct_viewers: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,6 +153,7 @@ impl Default for Config {
                 ice_failed_timeout_secs: 15,
                 connect_timeout_secs: 30,
                 batch_sends: true,
+                direct_viewers: true,
             },
             rooms: RoomsConfig {
                 on_publisher_conflict: PublisherConflict::Replace,

@@ -93,23 +93,38 @@ impl Future for Batched {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        /// Closes the scope even if the inner poll panics, so the thread never stays deferred.
-        struct Scope;
-        impl Drop for Scope {
-            fn drop(&mut self) {
-                let outermost = QUEUE.with(|q| {
-                    let mut q = q.borrow_mut();
-                    q.depth -= 1;
-                    q.depth == 0
-                });
-                if outermost {
-                    flush();
-                }
-            }
-        }
-        QUEUE.with(|q| q.borrow_mut().depth += 1);
-        let _scope = Scope;
+        let _scope = Scope::open();
         self.inner.as_mut().poll(cx)
+    }
+}
+
+/// A batch scope on this thread, open until dropped: what sockets [`defer`] meanwhile is
+/// sent when the outermost scope closes (also when it closes by a panic, so the thread never
+/// stays deferred). Must not be held across an `.await`.
+pub struct Scope {
+    /// Thread-bound: the queue it flushes is this thread's.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Scope {
+    pub fn open() -> Scope {
+        QUEUE.with(|q| q.borrow_mut().depth += 1);
+        Scope {
+            _not_send: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let outermost = QUEUE.with(|q| {
+            let mut q = q.borrow_mut();
+            q.depth -= 1;
+            q.depth == 0
+        });
+        if outermost {
+            flush();
+        }
     }
 }
 

@@ -14,7 +14,9 @@ use rtc::rtcp;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
+use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
+use super::direct::DirectViewer;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,10 +70,19 @@ fn is_repair(mime: &str) -> bool {
     m.ends_with("/rtx") || m.ends_with("/ulpfec") || m.ends_with("/flexfec") || m.ends_with("/red")
 }
 
-/// One viewer's end of a hub: its outgoing track and the header values it needs.
+/// Where a viewer's packets go.
+#[derive(Clone)]
+pub enum Output {
+    /// A webrtc-rs track: each packet is queued to the connection's driver task.
+    Track(Arc<TrackLocalStaticRTP>),
+    /// A sender of a [`DirectViewer`]: bursts are encrypted and sent right here.
+    Direct(Arc<DirectViewer>, RTCRtpSenderId),
+}
+
+/// One viewer's end of a hub: where its packets go and the header values it needs.
 pub struct ViewerSink {
     pub session_id: u64,
-    track: Arc<TrackLocalStaticRTP>,
+    output: Output,
     ssrc: u32,
     viewer_codecs: Vec<RTCRtpCodecParameters>,
     pt_map: PtMap,
@@ -81,13 +92,13 @@ pub struct ViewerSink {
 impl ViewerSink {
     pub fn new(
         session_id: u64,
-        track: Arc<TrackLocalStaticRTP>,
+        output: Output,
         ssrc: u32,
         viewer_codecs: Vec<RTCRtpCodecParameters>,
     ) -> Self {
         ViewerSink {
             session_id,
-            track,
+            output,
             ssrc,
             viewer_codecs,
             pt_map: PtMap([NO_PT; 128]),
@@ -98,7 +109,7 @@ impl ViewerSink {
     fn with_source(&self, source: &[RTCRtpCodecParameters]) -> ViewerSink {
         ViewerSink {
             session_id: self.session_id,
-            track: self.track.clone(),
+            output: self.output.clone(),
             ssrc: self.ssrc,
             viewer_codecs: self.viewer_codecs.clone(),
             pt_map: PtMap::build(source, &self.viewer_codecs),
@@ -106,25 +117,44 @@ impl ViewerSink {
         }
     }
 
-    /// Offer one packet without waiting. Returns false if it was not queued.
+    /// The packet as this viewer receives it, or `None` if it did not negotiate the codec.
     #[inline]
-    fn offer(&self, packet: &rtp::Packet) -> bool {
+    fn rewrite(&self, packet: &rtp::Packet) -> Option<rtp::Packet> {
         let pt = self.pt_map.get(packet.header.payload_type);
         if pt == NO_PT {
-            return false;
+            return None;
         }
         let mut out = packet.clone();
         out.header.ssrc = self.ssrc;
         out.header.payload_type = pt;
-        // `write_rtp` only awaits when the connection's driver queue is full; polling it once
-        // and dropping the future on `Pending` drops the packet instead of blocking.
-        match self.track.write_rtp(out).now_or_never() {
-            Some(Ok(())) => true,
-            _ => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                false
+        Some(out)
+    }
+
+    /// Offer a burst without waiting; returns how many packets were accepted.
+    #[inline]
+    fn offer(&self, packets: &[rtp::Packet]) -> u64 {
+        let (sent, refused) = match &self.output {
+            Output::Direct(conn, sender) => {
+                conn.send_burst(*sender, packets.iter().filter_map(|p| self.rewrite(p)))
             }
+            Output::Track(track) => {
+                let (mut sent, mut refused) = (0, 0);
+                for out in packets.iter().filter_map(|p| self.rewrite(p)) {
+                    // `write_rtp` only awaits when the connection's driver queue is full;
+                    // polling it once and dropping the future on `Pending` drops the packet
+                    // instead of blocking.
+                    match track.write_rtp(out).now_or_never() {
+                        Some(Ok(())) => sent += 1,
+                        _ => refused += 1,
+                    }
+                }
+                (sent, refused)
+            }
+        };
+        if refused > 0 {
+            self.dropped.fetch_add(refused, Ordering::Relaxed);
         }
+        sent
     }
 }
 
@@ -241,9 +271,7 @@ impl TrackHub {
         let viewers = self.viewers.load();
         let mut sent = 0;
         for viewer in viewers.iter() {
-            for packet in packets.iter() {
-                sent += viewer.offer(packet) as u64;
-            }
+            sent += viewer.offer(packets);
         }
         self.stats
             .forwarded_packets

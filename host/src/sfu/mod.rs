@@ -5,6 +5,7 @@
 //! here runs (see `crate::auth`); the core only enforces what it was told (expiry, re-check).
 //!
 //! - `peer`: building peer connections from the network config.
+//! - `direct`: viewer connections the forwarding path drives itself (no driver task per packet).
 //! - `room`: the publisher slot and the audio/video hubs of a room.
 //! - `runtime`: the async runtime viewer connections run on (socket sizing, batched sends).
 //! - `egress`: batching a viewer connection's sends into UDP GSO calls.
@@ -12,6 +13,7 @@
 //! - `session`: one WHIP/WHEP resource and its lifetime.
 //! - `trickle`: the `trickle-ice-sdpfrag` format of PATCH bodies.
 
+pub mod direct;
 pub mod egress;
 pub mod forward;
 pub mod peer;
@@ -23,13 +25,13 @@ pub mod trickle;
 use crate::auth::{Action, AdmitRequest, Gatekeeper, Identity, RoomCounts};
 use crate::config::{Config, PublisherConflict};
 use crate::events::{Event, EventBus};
-use forward::{ViewerSink, is_keyframe_request};
+use forward::{Output, ViewerSink, is_keyframe_request};
 use futures::FutureExt;
 use parking_lot::Mutex;
 use peer::{DtlsSide, PeerFactory, PeerRole};
 use room::Room;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use session::{EndReason, PeerStates, Session};
+use session::{EndReason, Peer, PeerStates, Session};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -240,7 +242,7 @@ impl Sfu {
         if let Some(feed) = &handler.publisher {
             let _ = feed.pc.set(Arc::downgrade(&pc));
         }
-        let answer = match negotiate(&self.peers, &pc, &states, offer).await {
+        let answer = match negotiate(&self.peers, &Peer::Stack(pc.clone()), &states, offer).await {
             Ok(answer) => answer,
             Err(e) => {
                 let _ = pc.close().await;
@@ -248,7 +250,15 @@ impl Sfu {
             }
         };
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let session = self.register(room, Action::Publish, pc, identity, admit, states, key);
+        let session = self.register(
+            room,
+            Action::Publish,
+            Peer::Stack(pc),
+            identity,
+            admit,
+            states,
+            key,
+        );
         if let Some(previous) = room.set_publisher(&session.id)
             && let Some(old) = self.sessions.lock().get(&previous).cloned()
         {
@@ -268,6 +278,9 @@ impl Sfu {
         identity: Identity,
         offer: String,
     ) -> Result<Created, SfuError> {
+        if self.peers.direct_viewers() {
+            return self.start_direct_viewer(room, admit, identity, offer);
+        }
         let states = Arc::new(PeerStates::default());
         let handler = Arc::new(PeerHandler {
             states: states.clone(),
@@ -290,7 +303,8 @@ impl Sfu {
                 }
             }
         }
-        let answer = match negotiate(&self.peers, &pc, &states, offer).await {
+        let peer = Peer::Stack(pc.clone());
+        let answer = match negotiate(&self.peers, &peer, &states, offer).await {
             Ok(answer) => answer,
             Err(e) => {
                 let _ = pc.close().await;
@@ -309,11 +323,79 @@ impl Sfu {
             }
             sinks.push((
                 out.kind,
-                ViewerSink::new(key, out.track.clone(), out.ssrc, codecs),
-                out.track,
+                ViewerSink::new(key, Output::Track(out.track.clone()), out.ssrc, codecs),
+                Some(out.track),
             ));
         }
-        let session = self.register(room, Action::Play, pc, identity, admit, states, key);
+        let session = self.register(room, Action::Play, peer, identity, admit, states, key);
+        room.viewer_joined();
+        self.spawn_viewer_feed(&session, sinks);
+        Ok(Created {
+            session_id: session.id.clone(),
+            etag: session.etag(),
+            answer,
+        })
+    }
+
+    /// WHEP on the direct driver (see [`direct`]): the same session, answer and sinks as the
+    /// webrtc-rs path, with the connection's keyframe requests relayed by its own driver.
+    fn start_direct_viewer(
+        self: &Arc<Self>,
+        room: &Arc<Room>,
+        admit: AdmitRequest,
+        identity: Identity,
+        offer: String,
+    ) -> Result<Created, SfuError> {
+        let offer =
+            RTCSessionDescription::offer(offer).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+        let states = Arc::new(PeerStates::default());
+        let (pc, sockets) = self
+            .peers
+            .build_direct(DtlsSide::from_offer(&offer.sdp))
+            .map_err(|e| SfuError::Internal(e.to_string()))?;
+        let video = room.video.clone();
+        let conn = direct::DirectViewer::start(
+            pc,
+            sockets,
+            states.clone(),
+            self.peers.config().batch_sends,
+            Box::new(move || video.request_keyframe()),
+        )?;
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let set_up = || -> Result<(String, Vec<_>), SfuError> {
+            let mut senders = Vec::with_capacity(2);
+            for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+                let ssrc = rand::random::<u32>();
+                let (label, mime) = output_codec(kind);
+                let track = peer::media_track(
+                    format!("switchboard-{key}"),
+                    format!("{label}-{key}"),
+                    kind,
+                    mime,
+                    ssrc,
+                );
+                senders.push((kind, conn.add_track(track)?, ssrc));
+            }
+            let answer = self.peers.advertise(&conn.negotiate(offer)?);
+            let mut sinks = Vec::with_capacity(2);
+            for (kind, sender, ssrc) in senders {
+                let codecs = conn.sender_codecs(sender);
+                if !codecs.is_empty() {
+                    let output = Output::Direct(conn.clone(), sender);
+                    sinks.push((kind, ViewerSink::new(key, output, ssrc, codecs), None));
+                }
+            }
+            Ok((answer, sinks))
+        };
+        let (answer, sinks) = match set_up() {
+            Ok(done) => done,
+            Err(e) => {
+                conn.close();
+                return Err(e);
+            }
+        };
+        let peer = Peer::Direct(conn);
+        let session = self.register(room, Action::Play, peer, identity, admit, states, key);
         room.viewer_joined();
         self.spawn_viewer_feed(&session, sinks);
         Ok(Created {
@@ -327,7 +409,7 @@ impl Sfu {
     fn spawn_viewer_feed(
         &self,
         session: &Arc<Session>,
-        sinks: Vec<(RtpCodecKind, ViewerSink, Arc<TrackLocalStaticRTP>)>,
+        sinks: Vec<(RtpCodecKind, ViewerSink, Option<Arc<TrackLocalStaticRTP>>)>,
     ) {
         let room = session.room.clone();
         let mut connection = session.states.connection.subscribe();
@@ -358,6 +440,9 @@ impl Sfu {
                 room.hub(kind).add_viewer(sink);
                 if kind == RtpCodecKind::Video {
                     room.video.request_keyframe();
+                }
+                // A direct viewer's own driver relays its keyframe requests.
+                if let (RtpCodecKind::Video, Some(track)) = (kind, track) {
                     let room = room.clone();
                     // Only yields the PLI/FIR that `forward::KeyframeRequestForwarder` lets
                     // through: the peer factory must put it in the interceptor chain.
@@ -387,7 +472,7 @@ impl Sfu {
         self: &Arc<Self>,
         room: &Arc<Room>,
         action: Action,
-        pc: Arc<dyn PeerConnection>,
+        pc: Peer,
         identity: Identity,
         admit: AdmitRequest,
         states: Arc<PeerStates>,
@@ -469,7 +554,7 @@ impl Sfu {
             Action::Publish => room.clear_publisher(&session.id),
             Action::Play => room.viewer_left(),
         }
-        let _ = session.pc.close().await;
+        session.pc.close().await;
         self.release_room(room);
         // Last, so a session count of zero means every resource is already released.
         self.sessions.lock().remove(&session.id);
@@ -519,16 +604,16 @@ impl Sfu {
         let _guard = session.patch_lock.lock().await;
         let remote = session
             .pc
-            .remote_description()
+            .remote_sdp()
             .await
             .ok_or_else(|| SfuError::Internal("session has no remote description".into()))?;
-        let current = trickle::ice_credentials(&remote.sdp);
+        let current = trickle::ice_credentials(&remote);
 
         let restart = match (&frag.ufrag, &frag.pwd) {
             (Some(u), Some(p)) => current.as_ref().is_none_or(|(cu, cp)| cu != u || cp != p),
             _ => false,
         };
-        let first_mid = first_mid(&remote.sdp);
+        let first_mid = first_mid(&remote);
 
         let outcome = if restart {
             let (ufrag, pwd) = (
@@ -536,7 +621,7 @@ impl Sfu {
                 frag.pwd.as_deref().unwrap_or_default(),
             );
             let offer =
-                RTCSessionDescription::offer(trickle::restart_offer(&remote.sdp, ufrag, pwd))
+                RTCSessionDescription::offer(trickle::restart_offer(&remote, ufrag, pwd))
                     .map_err(|e| SfuError::BadFragment(e.to_string()))?;
             let answer = negotiate_desc(&self.peers, &session.pc, &session.states, offer).await?;
             let etag = session.rotate_etag();
@@ -587,7 +672,7 @@ fn first_mid(sdp: &str) -> Option<String> {
 /// Apply an offer string and produce our complete answer (with candidates).
 async fn negotiate(
     peers: &PeerFactory,
-    pc: &Arc<dyn PeerConnection>,
+    pc: &Peer,
     states: &PeerStates,
     offer: String,
 ) -> Result<String, SfuError> {
@@ -598,10 +683,14 @@ async fn negotiate(
 
 async fn negotiate_desc(
     peers: &PeerFactory,
-    pc: &Arc<dyn PeerConnection>,
+    pc: &Peer,
     states: &PeerStates,
     offer: RTCSessionDescription,
 ) -> Result<String, SfuError> {
+    let pc = match pc {
+        Peer::Stack(pc) => pc,
+        Peer::Direct(conn) => return Ok(peers.advertise(&conn.negotiate(offer)?)),
+    };
     let mut gathering = states.gathering.subscribe();
     gathering.mark_unchanged();
     pc.set_remote_description(offer)
@@ -627,6 +716,14 @@ async fn negotiate_desc(
         .ok_or_else(|| SfuError::Internal("no local description".into()))
 }
 
+/// The label and the codec that seeds negotiation of a viewer's track of `kind`.
+fn output_codec(kind: RtpCodecKind) -> (&'static str, &'static str) {
+    match kind {
+        RtpCodecKind::Audio => ("audio", "audio/opus"),
+        _ => ("video", "video/VP8"),
+    }
+}
+
 struct OutputTrack {
     kind: RtpCodecKind,
     track: Arc<TrackLocalStaticRTP>,
@@ -640,10 +737,7 @@ async fn add_output_track(
     key: u64,
 ) -> Result<OutputTrack, SfuError> {
     let ssrc = rand::random::<u32>();
-    let (label, mime) = match kind {
-        RtpCodecKind::Audio => ("audio", "audio/opus"),
-        _ => ("video", "video/VP8"),
-    };
+    let (label, mime) = output_codec(kind);
     let track = peer::rtp_track(
         format!("switchboard-{key}"),
         format!("{label}-{key}"),

@@ -15,9 +15,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 use webrtc::peer_connection::{
     CipherSuiteId, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceServer, Registry, SettingEngineBuilder, SrtpProtectionProfile,
-    register_default_interceptors,
+    RTCConfiguration, RTCConfigurationBuilder, RTCIceServer, RTCPeerConnection, Registry,
+    SettingEngine, SettingEngineBuilder, SrtpProtectionProfile, register_default_interceptors,
 };
+use rtc::peer_connection::RTCPeerConnectionBuilder;
+use webrtc::runtime::AsyncUdpSocket;
 
 /// Which DTLS role the remote offer leaves to us, read from its `a=setup:` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,7 +245,88 @@ impl PeerFactory {
         role: PeerRole,
         port: u16,
     ) -> Result<Arc<dyn PeerConnection>, PeerError> {
-        let err = |e: webrtc::error::Error| PeerError::Build(e.to_string());
+        let parts = self.parts(dtls, role)?;
+        let udp_addrs: Vec<SocketAddr> = self
+            .config
+            .bind_ips
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect();
+
+        let mut builder = PeerConnectionBuilder::new();
+        if role == PeerRole::Viewer {
+            // Viewer sockets only receive small datagrams: single-datagram buffers, no GRO;
+            // what they send goes out in batches.
+            builder = builder.with_runtime(super::runtime::ViewerRuntime::shared(
+                self.config.batch_sends,
+            ));
+        }
+        let pc = builder
+            .with_configuration(parts.configuration)
+            .with_media_engine(parts.media)
+            .with_setting_engine(parts.settings)
+            .with_interceptor_registry(parts.registry)
+            .with_handler(handler)
+            .with_udp_addrs(udp_addrs)
+            .build()
+            .await
+            .map_err(|e| PeerError::Build(e.to_string()))?;
+        Ok(Arc::new(pc))
+    }
+
+    /// Whether viewers get the direct driver (`webrtc.direct_viewers`, and no STUN/TURN
+    /// gathering asked of the server, which only webrtc-rs's driver does).
+    pub fn direct_viewers(&self) -> bool {
+        self.config.direct_viewers && self.config.ice_servers.is_empty()
+    }
+
+    /// A sans-IO viewer connection and its host sockets, for [`super::direct`].
+    ///
+    /// Binds one UDP socket per local address (a wildcard bind IP expands to the machine's
+    /// interfaces, as webrtc-rs does), all on one port from `udp_port_range`.
+    pub fn build_direct(
+        &self,
+        dtls: DtlsSide,
+    ) -> Result<(RTCPeerConnection, Vec<Arc<dyn AsyncUdpSocket>>), PeerError> {
+        let parts = self.parts(dtls, PeerRole::Viewer)?;
+        let pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(parts.configuration)
+            .with_media_engine(parts.media)
+            .with_setting_engine(parts.settings)
+            .with_interceptor_registry(parts.registry)
+            .build(std::time::Instant::now())
+            .map_err(|e| PeerError::Build(e.to_string()))?;
+        let runtime = super::runtime::ViewerRuntime::shared(self.config.batch_sends);
+        let ips = host_ips(&self.config.bind_ips);
+        let bind = |port: u16| -> std::io::Result<Vec<Arc<dyn AsyncUdpSocket>>> {
+            ips.iter()
+                .map(|ip| {
+                    let socket = std::net::UdpSocket::bind(SocketAddr::new(*ip, port))?;
+                    runtime.wrap_udp_socket(socket)
+                })
+                .collect()
+        };
+        let [min, max] = self.config.udp_port_range;
+        if min == 0 {
+            let sockets = bind(0).map_err(|e| PeerError::Build(format!("UDP bind: {e}")))?;
+            return Ok((pc, sockets));
+        }
+        // With several addresses the first picks nothing: all must bind the range's port.
+        let span = (max - min) as u32 + 1;
+        for _ in 0..span.min(64) {
+            let n = self.next_port.fetch_add(1, Ordering::Relaxed);
+            let port = min as u32 + (n.wrapping_sub(min as u32)) % span;
+            match bind(port as u16) {
+                Ok(sockets) => return Ok((pc, sockets)),
+                Err(e) => tracing::debug!(port, error = %e, "UDP port unavailable, trying next"),
+            }
+        }
+        Err(PeerError::NoPort(min, max))
+    }
+
+    /// Everything but the sockets: codecs, interceptors, ICE/DTLS/SRTP settings.
+    fn parts(&self, dtls: DtlsSide, role: PeerRole) -> Result<Parts, PeerError> {
+        let err = |e: rtc::shared::error::Error| PeerError::Build(e.to_string());
         let mut media = MediaEngine::default();
         media.register_default_codecs().map_err(err)?;
         let registry = match role {
@@ -295,46 +378,69 @@ impl PeerFactory {
             .with_ice_servers(self.ice_servers.clone())
             .with_certificates(vec![self.certificate()?])
             .build();
-        let udp_addrs: Vec<SocketAddr> = self
-            .config
-            .bind_ips
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, port))
-            .collect();
-
-        let mut builder = PeerConnectionBuilder::new();
-        if role == PeerRole::Viewer {
-            // Viewer sockets only receive small datagrams: single-datagram buffers, no GRO;
-            // what they send goes out in batches.
-            builder = builder.with_runtime(super::runtime::ViewerRuntime::shared(
-                self.config.batch_sends,
-            ));
-        }
-        let pc = builder
-            .with_configuration(configuration)
-            .with_media_engine(media)
-            .with_setting_engine(settings.build())
-            .with_interceptor_registry(registry)
-            .with_handler(handler)
-            .with_udp_addrs(udp_addrs)
-            .build()
-            .await
-            .map_err(err)?;
-        Ok(Arc::new(pc))
+        Ok(Parts {
+            configuration,
+            media,
+            settings: settings.build(),
+            registry,
+        })
     }
 }
 
-/// An outgoing RTP track with one encoding: `mime` at its usual clock rate, our chosen SSRC.
+/// What a connection is made of, apart from its sockets and driver.
+struct Parts {
+    configuration: RTCConfiguration,
+    media: MediaEngine,
+    settings: SettingEngine,
+    registry: Registry,
+}
+
+/// The addresses to bind: configured IPs, with a wildcard expanded to every non-loopback,
+/// non-link-local interface address of its family (the wildcard itself if there is none).
+fn host_ips(bind_ips: &[IpAddr]) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    let interfaces = rtc::shared::ifaces::ifaces().unwrap_or_default();
+    for ip in bind_ips {
+        if !ip.is_unspecified() {
+            if !out.contains(ip) {
+                out.push(*ip);
+            }
+            continue;
+        }
+        let mut usable = 0;
+        for addr in interfaces.iter().filter_map(|i| i.addr) {
+            let a = addr.ip();
+            let link_local = match a {
+                IpAddr::V4(v4) => v4.is_link_local(),
+                IpAddr::V6(v6) => v6.is_unicast_link_local(),
+            };
+            if a.is_ipv4() != ip.is_ipv4() || a.is_loopback() || a.is_unspecified() || link_local
+            {
+                continue;
+            }
+            usable += 1;
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        if usable == 0 && !out.contains(ip) {
+            out.push(*ip);
+        }
+    }
+    out
+}
+
+/// An outgoing track with one encoding: `mime` at its usual clock rate, our chosen SSRC.
 ///
 /// The codec only seeds negotiation and interceptor binding; forwarded packets carry whatever
 /// payload type the remote negotiated for the codec actually sent.
-pub fn rtp_track(
+pub fn media_track(
     stream_id: String,
     track_id: String,
     kind: rtc::rtp_transceiver::rtp_sender::RtpCodecKind,
     mime: &str,
     ssrc: u32,
-) -> Arc<webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP> {
+) -> rtc::media_stream::MediaStreamTrack {
     use rtc::rtp_transceiver::rtp_sender::{
         RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
     };
@@ -352,23 +458,34 @@ pub fn rtp_track(
         },
     };
     let label = track_id.clone();
+    rtc::media_stream::MediaStreamTrack::new(
+        stream_id,
+        track_id,
+        label,
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )
+}
+
+/// [`media_track`] as a webrtc-rs track that takes RTP packets.
+pub fn rtp_track(
+    stream_id: String,
+    track_id: String,
+    kind: rtc::rtp_transceiver::rtp_sender::RtpCodecKind,
+    mime: &str,
+    ssrc: u32,
+) -> Arc<webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP> {
     Arc::new(
-        webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP::new(
-            rtc::media_stream::MediaStreamTrack::new(
-                stream_id,
-                track_id,
-                label,
-                kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec,
-                    ..Default::default()
-                }],
-            ),
-        ),
+        webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP::new(media_track(
+            stream_id, track_id, kind, mime, ssrc,
+        )),
     )
 }
 

@@ -10,7 +10,46 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
-use webrtc::peer_connection::{PeerConnection, RTCIceGatheringState, RTCPeerConnectionState};
+use webrtc::peer_connection::{
+    PeerConnection, RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionState,
+};
+
+/// A session's connection: a webrtc-rs peer connection, or a viewer on the direct driver.
+#[derive(Clone)]
+pub enum Peer {
+    /// Publishers, and viewers when the direct driver is off (see `PeerFactory::direct_viewers`).
+    Stack(Arc<dyn PeerConnection>),
+    Direct(Arc<super::direct::DirectViewer>),
+}
+
+impl Peer {
+    pub async fn close(&self) {
+        match self {
+            Peer::Stack(pc) => {
+                let _ = pc.close().await;
+            }
+            Peer::Direct(conn) => conn.close(),
+        }
+    }
+
+    /// The offer (or last restart offer) the client sent, as SDP text.
+    pub async fn remote_sdp(&self) -> Option<String> {
+        match self {
+            Peer::Stack(pc) => pc.remote_description().await.map(|d| d.sdp),
+            Peer::Direct(conn) => conn.remote_sdp(),
+        }
+    }
+
+    pub async fn add_ice_candidate(&self, candidate: RTCIceCandidateInit) -> Result<(), String> {
+        match self {
+            Peer::Stack(pc) => pc
+                .add_ice_candidate(candidate)
+                .await
+                .map_err(|e| e.to_string()),
+            Peer::Direct(conn) => conn.add_remote_candidate(candidate),
+        }
+    }
+}
 
 /// Why a session ended; logged and sent with the `SessionEnded` event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +100,7 @@ pub struct Session {
     pub key: u64,
     pub room: Arc<Room>,
     pub action: Action,
-    pub pc: Arc<dyn PeerConnection>,
+    pub pc: Peer,
     pub identity: Identity,
     pub admit: AdmitRequest,
     pub states: Arc<PeerStates>,
@@ -79,7 +118,7 @@ impl Session {
         key: u64,
         room: Arc<Room>,
         action: Action,
-        pc: Arc<dyn PeerConnection>,
+        pc: Peer,
         identity: Identity,
         admit: AdmitRequest,
         states: Arc<PeerStates>,

@@ -1,0 +1,378 @@
+//! Viewer connections driven directly over the sans-IO WebRTC core (the `rtc` crate).
+//!
+//! A webrtc-rs `PeerConnection` owns a driver task and takes outgoing RTP through a channel,
+//! so every forwarded packet costs each viewer a channel send, a task wake-up and a turn of
+//! that driver's loop before it is encrypted and sent — for a send-only viewer, most of the
+//! server's CPU. A [`DirectViewer`] keeps the connection's sans-IO core behind a mutex
+//! instead. The publisher's reader (the forwarding hot path, see [`forward`](super::forward))
+//! writes a burst straight into it, takes the encrypted datagrams out and sends them as one
+//! batch ([`egress`](super::egress)) in the same call. A small task per viewer ([`drive`]) handles the rest:
+//! ICE, DTLS and RTCP arriving on the viewer's sockets, and the core's timers (ICE
+//! keep-alives, DTLS retransmissions, sender reports). Between those it sleeps; media never
+//! wakes it.
+//!
+//! Only host candidates are gathered (one socket per local address); deployments that want
+//! the server to gather server-reflexive or relay candidates keep webrtc-rs's driver (see
+//! [`PeerFactory::direct_viewers`](super::peer::PeerFactory::direct_viewers)).
+
+use super::egress::Scope;
+use super::forward::is_keyframe_request;
+use super::session::PeerStates;
+use super::SfuError;
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::rtp;
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::io::IoSliceMut;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+use tokio::sync::Notify;
+use webrtc::peer_connection::{
+    RTCIceCandidateInit, RTCPeerConnection, RTCPeerConnectionState, RTCSessionDescription,
+};
+use webrtc::runtime::{AsyncUdpSocket, RecvMeta, Transmit};
+
+/// Receive buffer of a viewer's driver: a viewer only sends us STUN, DTLS and RTCP.
+const RECV_BUF_LEN: usize = 2000;
+
+/// Datagrams the direct viewers could not hand to the kernel (socket buffer full).
+static SEND_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Datagrams direct viewers' sends dropped since start (egress drops are counted there).
+pub fn send_dropped() -> u64 {
+    SEND_DROPPED.load(Ordering::Relaxed)
+}
+
+/// Called when the viewer asks for a keyframe (PLI or FIR).
+pub type KeyframeRequest = Box<dyn Fn() + Send + Sync>;
+
+/// One viewer's connection: its sans-IO core, its sockets and what its driver reports to.
+pub struct DirectViewer {
+    core: Mutex<Core>,
+    /// One per local address, with that address (what the core names as a datagram's source).
+    sockets: Vec<(SocketAddr, Arc<dyn AsyncUdpSocket>)>,
+    /// Wakes the driver: the core's next timeout moved earlier, or the connection closed.
+    wake: Notify,
+    states: Arc<PeerStates>,
+    /// Send what one call produces as one batch (`webrtc.batch_sends`).
+    batch: bool,
+    on_keyframe_request: KeyframeRequest,
+}
+
+struct Core {
+    pc: RTCPeerConnection,
+    /// When the driver will next run the core's timers; the hot path wakes it if that must
+    /// happen sooner.
+    deadline: Option<Instant>,
+    candidates_added: bool,
+    closed: bool,
+}
+
+impl DirectViewer {
+    /// Wrap a freshly built core and its sockets, and start the driver.
+    pub fn start(
+        pc: RTCPeerConnection,
+        sockets: Vec<Arc<dyn AsyncUdpSocket>>,
+        states: Arc<PeerStates>,
+        batch: bool,
+        on_keyframe_request: KeyframeRequest,
+    ) -> Result<Arc<DirectViewer>, SfuError> {
+        let sockets = sockets
+            .into_iter()
+            .map(|s| Ok((s.local_addr()?, s)))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| SfuError::Internal(format!("viewer socket: {e}")))?;
+        let conn = Arc::new(DirectViewer {
+            core: Mutex::new(Core {
+                pc,
+                deadline: None,
+                candidates_added: false,
+                closed: false,
+            }),
+            sockets,
+            wake: Notify::new(),
+            states,
+            batch,
+            on_keyframe_request,
+        });
+        tokio::spawn(drive(conn.clone()));
+        Ok(conn)
+    }
+
+    pub fn add_track(&self, track: MediaStreamTrack) -> Result<RTCRtpSenderId, SfuError> {
+        self.core
+            .lock()
+            .pc
+            .add_track(track)
+            .map_err(|e| SfuError::Internal(e.to_string()))
+    }
+
+    /// Apply a remote offer (the first, or an ICE restart) and return our answer, with our
+    /// host candidates in it.
+    pub fn negotiate(&self, offer: RTCSessionDescription) -> Result<String, SfuError> {
+        let mut core = self.core.lock();
+        if core.closed {
+            return Err(SfuError::Internal("connection closed".into()));
+        }
+        let now = Instant::now();
+        core.pc
+            .set_remote_description(now, offer)
+            .map_err(|e| SfuError::BadOffer(e.to_string()))?;
+        let answer = core
+            .pc
+            .create_answer(None)
+            .map_err(|e| SfuError::BadOffer(e.to_string()))?;
+        core.pc
+            .set_local_description(now, answer)
+            .map_err(|e| SfuError::Internal(e.to_string()))?;
+        if !core.candidates_added {
+            for (addr, _) in &self.sockets {
+                let candidate = host_candidate(*addr)?;
+                core.pc
+                    .add_local_candidate(candidate)
+                    .map_err(|e| SfuError::Internal(format!("local candidate: {e}")))?;
+            }
+            core.candidates_added = true;
+        }
+        // End of gathering (again after a restart, which reopens it; candidates are kept).
+        let _ = core.pc.add_local_candidate(RTCIceCandidateInit::default());
+        let sdp = core
+            .pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or_else(|| SfuError::Internal("no local description".into()))?;
+        drop(core);
+        self.wake.notify_one();
+        Ok(sdp)
+    }
+
+    /// The codecs negotiated for a sender (empty if the offer had no section of its kind).
+    pub fn sender_codecs(&self, sender: RTCRtpSenderId) -> Vec<RTCRtpCodecParameters> {
+        let mut core = self.core.lock();
+        core.pc
+            .rtp_sender(sender)
+            .map(|mut s| s.get_parameters().rtp_parameters.codecs.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn remote_sdp(&self) -> Option<String> {
+        self.core.lock().pc.remote_description().map(|d| d.sdp.clone())
+    }
+
+    pub fn add_remote_candidate(&self, candidate: RTCIceCandidateInit) -> Result<(), String> {
+        let mut core = self.core.lock();
+        core.pc
+            .add_remote_candidate(candidate)
+            .map_err(|e| e.to_string())?;
+        drop(core);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Close the connection (sending DTLS close_notify) and stop the driver. Idempotent.
+    pub fn close(&self) {
+        let mut core = self.core.lock();
+        if core.closed {
+            return;
+        }
+        let _ = core.pc.close();
+        self.flush(&mut core);
+        core.closed = true;
+        drop(core);
+        self.states
+            .connection
+            .send_replace(RTCPeerConnectionState::Closed);
+        self.wake.notify_one();
+    }
+
+    /// The hot path: encrypt and send a burst of packets on one of this viewer's senders.
+    /// Returns (sent, refused). Never waits: what the kernel will not take now is dropped.
+    pub fn send_burst(
+        &self,
+        sender: RTCRtpSenderId,
+        packets: impl Iterator<Item = rtp::Packet>,
+    ) -> (u64, u64) {
+        let mut core = self.core.lock();
+        let (mut sent, mut refused) = (0, 0);
+        if core.closed {
+            return (0, packets.count() as u64);
+        }
+        let now = Instant::now();
+        for packet in packets {
+            let ok = match core.pc.rtp_sender(sender) {
+                Some(mut s) => s.write_rtp(now, packet).is_ok(),
+                None => false,
+            };
+            if ok {
+                sent += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        self.flush(&mut core);
+        // Writing may have armed a timer (e.g. the first sender report) the driver must run.
+        if let Some(due) = core.pc.poll_timeout()
+            && core.deadline.is_none_or(|d| due < d)
+        {
+            core.deadline = Some(due);
+            self.wake.notify_one();
+        }
+        (sent, refused)
+    }
+
+    /// Send every datagram the core has ready, as one batch.
+    fn flush(&self, core: &mut Core) {
+        let _scope = self.batch.then(Scope::open);
+        while let Some(out) = core.pc.poll_write() {
+            self.send(&out);
+        }
+    }
+
+    fn send(&self, out: &TaggedBytesMut) {
+        let local = out.transport.local_addr;
+        let Some((_, socket)) = self
+            .sockets
+            .iter()
+            .find(|(addr, _)| *addr == local)
+            .or(self.sockets.first())
+        else {
+            return;
+        };
+        let transmit = Transmit {
+            destination: out.transport.peer_addr,
+            ecn: None,
+            contents: &out.message,
+            segment_size: None,
+            src_ip: None,
+        };
+        // Inside a batch scope this only queues (see `egress`); outside it sends now.
+        let mut cx = Context::from_waker(Waker::noop());
+        if !matches!(socket.poll_send(&mut cx, &transmit), Poll::Ready(Ok(_))) {
+            SEND_DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Everything but media: what the core has to send, its events and inbound RTCP.
+    fn service(&self, core: &mut Core) {
+        self.flush(core);
+        while let Some(event) = core.pc.poll_event() {
+            match event {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                    self.states.connection.send_replace(state);
+                }
+                RTCPeerConnectionEvent::OnIceGatheringStateChangeEvent(state) => {
+                    self.states.gathering.send_replace(state);
+                }
+                _ => {}
+            }
+        }
+        while let Some(message) = core.pc.poll_read() {
+            // Only keyframe requests reach here (see `forward::KeyframeRequestForwarder`);
+            // NACKs and receiver reports are consumed by the interceptors.
+            if let RTCMessage::RtcpPacket(_, packets) = message.message
+                && packets.iter().any(|p| is_keyframe_request(p.as_ref()))
+            {
+                (self.on_keyframe_request)();
+            }
+        }
+    }
+}
+
+fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, SfuError> {
+    let err = |e: &dyn std::fmt::Display| SfuError::Internal(format!("host candidate: {e}"));
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .map_err(|e| err(&e))?;
+    RTCIceCandidate::from(&candidate)
+        .to_json()
+        .map_err(|e| err(&e))
+}
+
+/// A viewer's driver: reads its sockets and runs its core's timers until it is closed.
+async fn drive(conn: Arc<DirectViewer>) {
+    let mut buf = vec![0u8; RECV_BUF_LEN];
+    loop {
+        let deadline = {
+            let mut core = conn.core.lock();
+            if core.closed {
+                return;
+            }
+            conn.service(&mut core);
+            core.deadline = core.pc.poll_timeout();
+            core.deadline
+        };
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = conn.wake.notified() => {}
+            _ = timer => {
+                let _ = conn.core.lock().pc.handle_timeout(Instant::now());
+            }
+            (local_addr, received) = std::future::poll_fn(|cx| recv_any(&conn.sockets, cx, &mut buf)) => {
+                match received {
+                    Ok((len, peer_addr)) => {
+                        let message = TaggedBytesMut {
+                            now: Instant::now(),
+                            transport: TransportContext {
+                                local_addr,
+                                peer_addr,
+                                ecn: None,
+                                transport_protocol: TransportProtocol::UDP,
+                            },
+                            message: BytesMut::from(&buf[..len]),
+                        };
+                        if let Err(e) = conn.core.lock().pc.handle_read(message) {
+                            tracing::trace!(error = %e, "viewer datagram rejected");
+                        }
+                    }
+                    // ICMP errors surface here (port unreachable after a client left); the
+                    // ICE timers decide when the connection is gone.
+                    Err(e) => tracing::trace!(error = %e, "viewer socket receive error"),
+                }
+            }
+        }
+    }
+}
+
+/// The first datagram ready on any of the sockets: (socket's local address, (length, sender)).
+fn recv_any(
+    sockets: &[(SocketAddr, Arc<dyn AsyncUdpSocket>)],
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<(SocketAddr, std::io::Result<(usize, SocketAddr)>)> {
+    for (local, socket) in sockets {
+        let mut meta = [RecvMeta::default()];
+        let mut bufs = [IoSliceMut::new(buf)];
+        match socket.poll_recv(cx, &mut bufs, &mut meta) {
+            Poll::Ready(Ok(_)) => return Poll::Ready((*local, Ok((meta[0].len, meta[0].addr)))),
+            Poll::Ready(Err(e)) => return Poll::Ready((*local, Err(e))),
+            Poll::Pending => {}
+        }
+    }
+    Poll::Pending
+}
+
