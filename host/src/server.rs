@@ -98,6 +98,7 @@ impl Server {
             batched_datagrams = datagrams,
             batched_sends = sends,
             batch_dropped = dropped,
+            direct_send_dropped = crate::sfu::direct::send_dropped(),
             "switchboard stopped"
         );
     }

@@ -35,12 +35,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use webrtc::peer_connection::{
     RTCIceCandidateInit, RTCPeerConnection, RTCPeerConnectionState, RTCSessionDescription,
 };
 use webrtc::runtime::{AsyncUdpSocket, RecvMeta, Transmit};
+
+/// Longest a driver sleeps without re-reading the core's next timeout (a safety net: the
+/// core's timers are re-read after everything the driver itself does).
+const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// Receive buffer of a viewer's driver: a viewer only sends us STUN, DTLS and RTCP.
 const RECV_BUF_LEN: usize = 2000;
@@ -61,7 +65,8 @@ pub struct DirectViewer {
     core: Mutex<Core>,
     /// One per local address, with that address (what the core names as a datagram's source).
     sockets: Vec<(SocketAddr, Arc<dyn AsyncUdpSocket>)>,
-    /// Wakes the driver: the core's next timeout moved earlier, or the connection closed.
+    /// Wakes the driver after signalling changed the core (its timers may have moved) or the
+    /// connection closed.
     wake: Notify,
     states: Arc<PeerStates>,
     /// Send what one call produces as one batch (`webrtc.batch_sends`).
@@ -71,9 +76,6 @@ pub struct DirectViewer {
 
 struct Core {
     pc: RTCPeerConnection,
-    /// When the driver will next run the core's timers; the hot path wakes it if that must
-    /// happen sooner.
-    deadline: Option<Instant>,
     candidates_added: bool,
     closed: bool,
 }
@@ -95,7 +97,6 @@ impl DirectViewer {
         let conn = Arc::new(DirectViewer {
             core: Mutex::new(Core {
                 pc,
-                deadline: None,
                 candidates_added: false,
                 closed: false,
             }),
@@ -220,13 +221,9 @@ impl DirectViewer {
             }
         }
         self.flush(&mut core);
-        // Writing may have armed a timer (e.g. the first sender report) the driver must run.
-        if let Some(due) = core.pc.poll_timeout()
-            && core.deadline.is_none_or(|d| due < d)
-        {
-            core.deadline = Some(due);
-            self.wake.notify_one();
-        }
+        // No `poll_timeout` here (it walks every layer of the core): writing media arms no
+        // timer the driver has not already seen, and the driver looks at least every
+        // MAX_SLEEP anyway.
         (sent, refused)
     }
 
@@ -317,19 +314,13 @@ async fn drive(conn: Arc<DirectViewer>) {
                 return;
             }
             conn.service(&mut core);
-            core.deadline = core.pc.poll_timeout();
-            core.deadline
-        };
-        let timer = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
+            let cap = Instant::now() + MAX_SLEEP;
+            core.pc.poll_timeout().map_or(cap, |due| due.min(cap))
         };
         tokio::select! {
             biased;
             _ = conn.wake.notified() => {}
-            _ = timer => {
+            _ = tokio::time::sleep_until(deadline.into()) => {
                 let _ = conn.core.lock().pc.handle_timeout(Instant::now());
             }
             (local_addr, received) = std::future::poll_fn(|cx| recv_any(&conn.sockets, cx, &mut buf)) => {
