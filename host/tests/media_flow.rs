@@ -11,7 +11,7 @@ use switchboard::client::{Publisher, StreamShape, Viewer};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_reaches_every_viewer_with_keyframes() {
     let (flushed_before, _, _) = switchboard::sfu::egress::counters();
-    publisher_reaches_every_viewer("").await;
+    publisher_reaches_every_viewer("", Driver::Direct).await;
     let (flushed_after, sends, _) = switchboard::sfu::egress::counters();
     assert!(
         flushed_after > flushed_before && sends > 0,
@@ -21,12 +21,24 @@ async fn publisher_reaches_every_viewer_with_keyframes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbatched_sends_reach_every_viewer_too() {
-    publisher_reaches_every_viewer("batch_sends = false\n").await;
+    publisher_reaches_every_viewer("batch_sends = false\n", Driver::Direct).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_on_webrtc_rs_drivers_get_everything_too() {
+    publisher_reaches_every_viewer("direct_viewers = false\n", Driver::Stack).await;
+}
+
+/// Which connection driver the viewers are expected to get.
+#[derive(PartialEq)]
+enum Driver {
+    Direct,
+    Stack,
 }
 
 /// One publisher, three viewers: media and keyframes reach all, keyframe requests flow up,
 /// DELETE ends everything. `webrtc_extra` is appended to the `[webrtc]` config section.
-async fn publisher_reaches_every_viewer(webrtc_extra: &str) {
+async fn publisher_reaches_every_viewer(webrtc_extra: &str, driver: Driver) {
     let (server, base) = start(webrtc_extra).await;
     let publisher = Arc::new(
         Publisher::connect(&base, "main", &opts())
@@ -49,6 +61,14 @@ async fn publisher_reaches_every_viewer(webrtc_extra: &str) {
         viewers.push(v);
     }
     for v in &viewers {
+        let id = v.resource.url.rsplit('/').next().unwrap();
+        let session = server.sfu().session("main", id).expect("viewer session");
+        let direct = matches!(session.pc, switchboard::sfu::session::Peer::Direct(_));
+        assert_eq!(
+            direct,
+            driver == Driver::Direct,
+            "viewer on the expected driver"
+        );
         v.wait_connected(T).await.expect("viewer connected");
         v.wait_media(100, 1, T)
             .await

@@ -15,10 +15,10 @@
 //! the server to gather server-reflexive or relay candidates keep webrtc-rs's driver (see
 //! [`PeerFactory::direct_viewers`](super::peer::PeerFactory::direct_viewers)).
 
+use super::SfuError;
 use super::egress::Scope;
 use super::forward::is_keyframe_request;
 use super::session::PeerStates;
-use super::SfuError;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use rtc::media_stream::MediaStreamTrack;
@@ -167,7 +167,11 @@ impl DirectViewer {
     }
 
     pub fn remote_sdp(&self) -> Option<String> {
-        self.core.lock().pc.remote_description().map(|d| d.sdp.clone())
+        self.core
+            .lock()
+            .pc
+            .remote_description()
+            .map(|d| d.sdp.clone())
     }
 
     pub fn add_remote_candidate(&self, candidate: RTCIceCandidateInit) -> Result<(), String> {
@@ -366,4 +370,3 @@ fn recv_any(
     }
     Poll::Pending
 }
-

@@ -26,8 +26,8 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use webrtc::runtime::{AsyncUdpSocket, EcnCodepoint, Transmit, UdpSockRef, UdpSocketState};
 

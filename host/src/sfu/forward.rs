@@ -6,6 +6,7 @@
 //! queue is full loses that packet (NACK/keyframes recover it), so one slow or dead viewer
 //! never stalls the publisher or anyone else. Nothing here knows about plugins or HTTP.
 
+use super::direct::DirectViewer;
 use arc_swap::ArcSwap;
 use futures::FutureExt;
 use parking_lot::Mutex;
@@ -16,7 +17,6 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtp;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
-use super::direct::DirectViewer;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -620,9 +620,8 @@ impl Sfu {
                 frag.ufrag.as_deref().unwrap_or_default(),
                 frag.pwd.as_deref().unwrap_or_default(),
             );
-            let offer =
-                RTCSessionDescription::offer(trickle::restart_offer(&remote, ufrag, pwd))
-                    .map_err(|e| SfuError::BadFragment(e.to_string()))?;
+            let offer = RTCSessionDescription::offer(trickle::restart_offer(&remote, ufrag, pwd))
+                .map_err(|e| SfuError::BadFragment(e.to_string()))?;
             let answer = negotiate_desc(&self.peers, &session.pc, &session.states, offer).await?;
             let etag = session.rotate_etag();
             tracing::info!(session = %session.id, "ICE restart");

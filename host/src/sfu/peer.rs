@@ -6,6 +6,7 @@
 
 use crate::config::WebrtcConfig;
 use rtc::interceptor::{NackResponderBuilder, SenderReportBuilder, Slot};
+use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind};
@@ -18,7 +19,6 @@ use webrtc::peer_connection::{
     RTCConfiguration, RTCConfigurationBuilder, RTCIceServer, RTCPeerConnection, Registry,
     SettingEngine, SettingEngineBuilder, SrtpProtectionProfile, register_default_interceptors,
 };
-use rtc::peer_connection::RTCPeerConnectionBuilder;
 use webrtc::runtime::AsyncUdpSocket;
 
 /// Which DTLS role the remote offer leaves to us, read from its `a=setup:` line.
@@ -414,8 +414,7 @@ fn host_ips(bind_ips: &[IpAddr]) -> Vec<IpAddr> {
                 IpAddr::V4(v4) => v4.is_link_local(),
                 IpAddr::V6(v6) => v6.is_unicast_link_local(),
             };
-            if a.is_ipv4() != ip.is_ipv4() || a.is_loopback() || a.is_unspecified() || link_local
-            {
+            if a.is_ipv4() != ip.is_ipv4() || a.is_loopback() || a.is_unspecified() || link_local {
                 continue;
             }
             usable += 1;
@@ -503,6 +502,38 @@ mod tests {
             "the second connection reuses the first one's certificate"
         );
         assert!(a.expires > SystemTime::now() + Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn direct_viewers_only_without_stun_or_turn_gathering() {
+        let mut config = crate::config::Config::default().webrtc;
+        assert!(PeerFactory::new(config.clone()).direct_viewers());
+        config.ice_servers = vec![crate::config::IceServerConfig {
+            urls: vec!["stun:127.0.0.1:3478".into()],
+            username: String::new(),
+            credential: String::new(),
+        }];
+        assert!(!PeerFactory::new(config.clone()).direct_viewers());
+        config.ice_servers.clear();
+        config.direct_viewers = false;
+        assert!(!PeerFactory::new(config).direct_viewers());
+    }
+
+    #[test]
+    fn wildcard_bind_expands_to_interface_addresses() {
+        let ips = host_ips(&["0.0.0.0".parse().unwrap(), "127.0.0.1".parse().unwrap()]);
+        assert!(ips.contains(&"127.0.0.1".parse().unwrap()));
+        let loopbacks = ips.iter().filter(|ip| ip.is_loopback()).count();
+        assert_eq!(loopbacks, 1, "loopback only as configured: {ips:?}");
+        let wildcard_kept = ips.iter().any(|ip| ip.is_unspecified());
+        assert!(
+            !wildcard_kept || ips.len() == 2,
+            "the wildcard stays only when no interface qualifies: {ips:?}"
+        );
+        assert_eq!(
+            host_ips(&["127.0.0.1".parse().unwrap()]),
+            vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
+        );
     }
 
     #[test]
