@@ -1,22 +1,22 @@
 //! Batched egress: what a viewer connection sends during one wake-up leaves in as few
 //! `sendmsg` calls as the kernel allows.
 //!
-//! webrtc-rs's per-connection driver handles one outgoing RTP packet per loop iteration and
-//! sends each as its own datagram, so a video frame fanned out to a viewer as a burst of
-//! packets (see [`forward`](super::forward)) costs one syscall and one trip through the UDP/IP
-//! output path per packet. The driver processes the whole burst within a single poll of its
-//! task, though. So:
+//! A video frame fanned out to a viewer is a burst of packets (see [`forward`](super::forward));
+//! sent one datagram each, every packet costs a syscall and a trip through the UDP/IP output
+//! path. So:
 //!
-//! - [`Batched`] wraps every task a viewer connection spawns (its driver) and marks each poll
-//!   as a *batch scope* on the polling thread;
+//! - a *batch scope* ([`Scope`]) is opened on the thread around the code that produces a
+//!   viewer's datagrams: the forwarding path's call into a direct viewer
+//!   ([`direct`](super::direct)), or each poll of a webrtc-rs viewer's driver task
+//!   ([`Batched`]);
 //! - inside a scope, the viewer's sockets ([`defer`]) queue single datagrams here
 //!   instead of sending them, and report them sent;
-//! - when the poll returns, [`flush`] sends the queue in order: consecutive datagrams to the
-//!   same destination whose sizes allow it go out as one UDP GSO send (`UDP_SEGMENT`: equal
-//!   segments, the last one may be shorter), everything else one by one.
+//! - when the outermost scope closes, [`flush`] sends the queue in order: consecutive
+//!   datagrams to the same destination whose sizes allow it go out as one UDP GSO send
+//!   (`UDP_SEGMENT`: equal segments, the last one may be shorter), everything else one by one.
 //!
 //! Order is preserved (the queue is flushed in order, before the thread runs anything else),
-//! nothing waits longer than the rest of the poll that produced it, and a kernel without GSO
+//! nothing waits longer than the rest of the call that produced it, and a kernel without GSO
 //! support makes the socket report one segment, which turns deferral off. A datagram the
 //! kernel refuses at flush time (a full socket buffer) is dropped and counted, as the driver
 //! itself would drop it: RTP has no flow control to push back to.

@@ -8,7 +8,7 @@
 //! - `direct`: viewer connections the forwarding path drives itself (no driver task per packet).
 //! - `room`: the publisher slot and the audio/video hubs of a room.
 //! - `runtime`: the async runtime viewer connections run on (socket sizing, batched sends).
-//! - `egress`: batching a viewer connection's sends into UDP GSO calls.
+//! - `egress`: batching a viewer's sends into UDP GSO calls.
 //! - `forward`: the hot path, fan-out of RTP from the publisher's reader.
 //! - `session`: one WHIP/WHEP resource and its lifetime.
 //! - `trickle`: the `trickle-ice-sdpfrag` format of PATCH bodies.

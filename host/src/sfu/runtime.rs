@@ -10,7 +10,8 @@
 //!
 //! Every task a viewer connection spawns (its driver) runs inside an [`egress::Batched`]
 //! scope and its sockets defer their sends to it, so a burst of packets to one viewer leaves
-//! in one GSO send instead of one `sendmsg` each (see [`egress`]).
+//! in one GSO send instead of one `sendmsg` each (see [`egress`]). Direct viewers
+//! ([`direct`](super::direct)) get their sockets here too and open the scope themselves.
 //!
 //! This is also where a single-port UDP mux would go: `wrap_udp_socket` is the seam through
 //! which every connection gets its sockets, so forwarding never needs to know.
