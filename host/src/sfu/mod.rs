@@ -278,10 +278,31 @@ impl Sfu {
         identity: Identity,
         offer: String,
     ) -> Result<Created, SfuError> {
-        if self.peers.direct_viewers() {
-            return self.start_direct_viewer(room, admit, identity, offer);
-        }
         let states = Arc::new(PeerStates::default());
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let (peer, answer, sinks) = if self.peers.direct_viewers() {
+            self.set_up_direct_viewer(room, &states, key, offer)?
+        } else {
+            self.set_up_stack_viewer(&states, key, offer).await?
+        };
+        let session = self.register(room, Action::Play, peer, identity, admit, states, key);
+        room.viewer_joined();
+        self.spawn_viewer_feed(&session, sinks);
+        Ok(Created {
+            session_id: session.id.clone(),
+            etag: session.etag(),
+            answer,
+        })
+    }
+
+    /// A viewer on webrtc-rs's driver: its connection, our answer and one sink per kind the
+    /// offer asked for.
+    async fn set_up_stack_viewer(
+        &self,
+        states: &Arc<PeerStates>,
+        key: u64,
+        offer: String,
+    ) -> Result<ViewerSetUp, SfuError> {
         let handler = Arc::new(PeerHandler {
             states: states.clone(),
             publisher: None,
@@ -291,8 +312,6 @@ impl Sfu {
             .build(handler, DtlsSide::from_offer(&offer), PeerRole::Viewer)
             .await
             .map_err(|e| SfuError::Internal(e.to_string()))?;
-
-        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let mut outputs = Vec::with_capacity(2);
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             match add_output_track(&pc, kind, key).await {
@@ -304,7 +323,7 @@ impl Sfu {
             }
         }
         let peer = Peer::Stack(pc.clone());
-        let answer = match negotiate(&self.peers, &peer, &states, offer).await {
+        let answer = match negotiate(&self.peers, &peer, states, offer).await {
             Ok(answer) => answer,
             Err(e) => {
                 let _ = pc.close().await;
@@ -321,34 +340,24 @@ impl Sfu {
             if codecs.is_empty() {
                 continue; // the offer had no section of this kind
             }
-            sinks.push((
-                out.kind,
-                ViewerSink::new(key, Output::Track(out.track.clone()), out.ssrc, codecs),
-                Some(out.track),
-            ));
+            let output = Output::Track(out.track.clone());
+            let sink = ViewerSink::new(key, output, out.ssrc, codecs);
+            sinks.push((out.kind, sink, Some(out.track)));
         }
-        let session = self.register(room, Action::Play, peer, identity, admit, states, key);
-        room.viewer_joined();
-        self.spawn_viewer_feed(&session, sinks);
-        Ok(Created {
-            session_id: session.id.clone(),
-            etag: session.etag(),
-            answer,
-        })
+        Ok((peer, answer, sinks))
     }
 
-    /// WHEP on the direct driver (see [`direct`]): the same session, answer and sinks as the
-    /// webrtc-rs path, with the connection's keyframe requests relayed by its own driver.
-    fn start_direct_viewer(
-        self: &Arc<Self>,
+    /// A viewer on the direct driver (see [`direct`]): the same answer and sinks, with the
+    /// connection's keyframe requests relayed by its own driver.
+    fn set_up_direct_viewer(
+        &self,
         room: &Arc<Room>,
-        admit: AdmitRequest,
-        identity: Identity,
+        states: &Arc<PeerStates>,
+        key: u64,
         offer: String,
-    ) -> Result<Created, SfuError> {
+    ) -> Result<ViewerSetUp, SfuError> {
         let offer =
             RTCSessionDescription::offer(offer).map_err(|e| SfuError::BadOffer(e.to_string()))?;
-        let states = Arc::new(PeerStates::default());
         let (pc, sockets) = self
             .peers
             .build_direct(DtlsSide::from_offer(&offer.sdp))
@@ -361,19 +370,10 @@ impl Sfu {
             self.peers.config().batch_sends,
             Box::new(move || video.request_keyframe()),
         )?;
-        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let set_up = || -> Result<(String, Vec<_>), SfuError> {
             let mut senders = Vec::with_capacity(2);
             for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
-                let ssrc = rand::random::<u32>();
-                let (label, mime) = output_codec(kind);
-                let track = peer::media_track(
-                    format!("switchboard-{key}"),
-                    format!("{label}-{key}"),
-                    kind,
-                    mime,
-                    ssrc,
-                );
+                let (track, ssrc) = viewer_track(kind, key);
                 senders.push((kind, conn.add_track(track)?, ssrc));
             }
             let answer = self.peers.advertise(&conn.negotiate(offer)?);
@@ -387,30 +387,17 @@ impl Sfu {
             }
             Ok((answer, sinks))
         };
-        let (answer, sinks) = match set_up() {
-            Ok(done) => done,
+        match set_up() {
+            Ok((answer, sinks)) => Ok((Peer::Direct(conn), answer, sinks)),
             Err(e) => {
                 conn.close();
-                return Err(e);
+                Err(e)
             }
-        };
-        let peer = Peer::Direct(conn);
-        let session = self.register(room, Action::Play, peer, identity, admit, states, key);
-        room.viewer_joined();
-        self.spawn_viewer_feed(&session, sinks);
-        Ok(Created {
-            session_id: session.id.clone(),
-            etag: session.etag(),
-            answer,
-        })
+        }
     }
 
     /// Attach the viewer's sinks once it is connected, and relay its keyframe requests.
-    fn spawn_viewer_feed(
-        &self,
-        session: &Arc<Session>,
-        sinks: Vec<(RtpCodecKind, ViewerSink, Option<Arc<TrackLocalStaticRTP>>)>,
-    ) {
+    fn spawn_viewer_feed(&self, session: &Arc<Session>, sinks: Vec<ViewerSinkOf>) {
         let room = session.room.clone();
         let mut connection = session.states.connection.subscribe();
         let mut ending = session.ending();
@@ -715,13 +702,30 @@ async fn negotiate_desc(
         .ok_or_else(|| SfuError::Internal("no local description".into()))
 }
 
-/// The label and the codec that seeds negotiation of a viewer's track of `kind`.
-fn output_codec(kind: RtpCodecKind) -> (&'static str, &'static str) {
-    match kind {
+/// A viewer's outgoing track of `kind` and the SSRC we chose for it. Its codec (Opus, VP8)
+/// only seeds negotiation; the sink forwards whatever codec the publisher sends.
+fn viewer_track(kind: RtpCodecKind, key: u64) -> (rtc::media_stream::MediaStreamTrack, u32) {
+    let ssrc = rand::random::<u32>();
+    let (label, mime) = match kind {
         RtpCodecKind::Audio => ("audio", "audio/opus"),
         _ => ("video", "video/VP8"),
-    }
+    };
+    let track = peer::media_track(
+        format!("switchboard-{key}"),
+        format!("{label}-{key}"),
+        kind,
+        mime,
+        ssrc,
+    );
+    (track, ssrc)
 }
+
+/// A viewer sink, its kind, and (on webrtc-rs's driver) the track its keyframe requests
+/// arrive on.
+type ViewerSinkOf = (RtpCodecKind, ViewerSink, Option<Arc<TrackLocalStaticRTP>>);
+
+/// What setting up a viewer yields: its connection, our answer, its sinks.
+type ViewerSetUp = (Peer, String, Vec<ViewerSinkOf>);
 
 struct OutputTrack {
     kind: RtpCodecKind,
@@ -735,15 +739,8 @@ async fn add_output_track(
     kind: RtpCodecKind,
     key: u64,
 ) -> Result<OutputTrack, SfuError> {
-    let ssrc = rand::random::<u32>();
-    let (label, mime) = output_codec(kind);
-    let track = peer::rtp_track(
-        format!("switchboard-{key}"),
-        format!("{label}-{key}"),
-        kind,
-        mime,
-        ssrc,
-    );
+    let (track, ssrc) = viewer_track(kind, key);
+    let track = Arc::new(TrackLocalStaticRTP::new(track));
     let sender = pc
         .add_track(track.clone() as Arc<dyn TrackLocal>)
         .await
