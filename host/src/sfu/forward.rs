@@ -1,10 +1,12 @@
 //! The media hot path: one publisher track fanned out to many viewer tracks.
 //!
-//! The publisher's reader task calls [`TrackHub::forward`] once per incoming RTP packet. It
-//! loads the current viewer list (lock-free), rewrites the few header fields each viewer
-//! needs, and offers the packet to each viewer's send queue without waiting: a viewer whose
-//! queue is full loses that packet (NACK/keyframes recover it), so one slow or dead viewer
-//! never stalls the publisher or anyone else. Nothing here knows about plugins or HTTP.
+//! The publisher's reader task calls [`TrackHub::forward_burst`] with the packets it found
+//! queued. It loads the current viewer list (lock-free), rewrites the few header fields each
+//! viewer needs, and hands each viewer the burst without waiting: a direct viewer encrypts and
+//! sends it in the same call ([`DirectViewer::send_burst`]), a webrtc-rs viewer gets it offered
+//! to its driver's queue. What cannot go now (a full socket buffer or queue) is that viewer's
+//! loss (NACK/keyframes recover it), so one slow or dead viewer never stalls the publisher or
+//! anyone else. Nothing here knows about plugins or HTTP.
 
 use super::direct::DirectViewer;
 use arc_swap::ArcSwap;

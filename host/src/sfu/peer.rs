@@ -213,28 +213,16 @@ impl PeerFactory {
         dtls: DtlsSide,
         role: PeerRole,
     ) -> Result<Arc<dyn PeerConnection>, PeerError> {
-        let [min, max] = self.config.udp_port_range;
-        if min == 0 {
-            return self.build_on_port(handler, dtls, role, 0).await;
-        }
-        // Walk the range round-robin; a port some other process holds makes the build fail
-        // and we move on. Bounded so a full range answers instead of spinning.
-        let span = (max - min) as u32 + 1;
-        let attempts = span.min(64);
-        for _ in 0..attempts {
-            let n = self.next_port.fetch_add(1, Ordering::Relaxed);
-            let port = min as u32 + (n.wrapping_sub(min as u32)) % span;
-            match self
-                .build_on_port(handler.clone(), dtls, role, port as u16)
-                .await
-            {
+        for port in self.ports_to_try() {
+            match self.build_on_port(handler.clone(), dtls, role, port).await {
                 Ok(pc) => return Ok(pc),
-                Err(PeerError::Build(e)) => {
+                Err(PeerError::Build(e)) if port != 0 => {
                     tracing::debug!(port, error = %e, "UDP port unavailable, trying next");
                 }
                 Err(e) => return Err(e),
             }
         }
+        let [min, max] = self.config.udp_port_range;
         Err(PeerError::NoPort(min, max))
     }
 
@@ -274,6 +262,21 @@ impl PeerFactory {
         Ok(Arc::new(pc))
     }
 
+    /// The ports to try for one connection: the OS's choice (0) when no range is configured,
+    /// else up to 64 ports of the range, round-robin across connections, so a port another
+    /// process holds is skipped and a full range answers instead of spinning.
+    fn ports_to_try(&self) -> impl Iterator<Item = u16> + '_ {
+        let [min, max] = self.config.udp_port_range;
+        let span = if min == 0 { 1 } else { (max - min) as u32 + 1 };
+        (0..span.min(64)).map(move |_| {
+            if min == 0 {
+                return 0;
+            }
+            let n = self.next_port.fetch_add(1, Ordering::Relaxed);
+            (min as u32 + n.wrapping_sub(min as u32) % span) as u16
+        })
+    }
+
     /// Whether viewers get the direct driver (`webrtc.direct_viewers`, and no STUN/TURN
     /// gathering asked of the server, which only webrtc-rs's driver does).
     pub fn direct_viewers(&self) -> bool {
@@ -306,21 +309,17 @@ impl PeerFactory {
                 })
                 .collect()
         };
-        let [min, max] = self.config.udp_port_range;
-        if min == 0 {
-            let sockets = bind(0).map_err(|e| PeerError::Build(format!("UDP bind: {e}")))?;
-            return Ok((pc, sockets));
-        }
-        // With several addresses the first picks nothing: all must bind the range's port.
-        let span = (max - min) as u32 + 1;
-        for _ in 0..span.min(64) {
-            let n = self.next_port.fetch_add(1, Ordering::Relaxed);
-            let port = min as u32 + (n.wrapping_sub(min as u32)) % span;
-            match bind(port as u16) {
+        // With several addresses all must bind the same port of the range.
+        for port in self.ports_to_try() {
+            match bind(port) {
                 Ok(sockets) => return Ok((pc, sockets)),
-                Err(e) => tracing::debug!(port, error = %e, "UDP port unavailable, trying next"),
+                Err(e) if port != 0 => {
+                    tracing::debug!(port, error = %e, "UDP port unavailable, trying next");
+                }
+                Err(e) => return Err(PeerError::Build(format!("UDP bind: {e}"))),
             }
         }
+        let [min, max] = self.config.udp_port_range;
         Err(PeerError::NoPort(min, max))
     }
 
