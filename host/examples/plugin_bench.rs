@@ -91,6 +91,7 @@ fn request(token: &str) -> AdmitRequest {
         credential: Some(token.into()),
         remote_addr: Some("127.0.0.1:5000".parse().unwrap()),
         counts: RoomCounts::default(),
+        replacing: None,
     }
 }
 

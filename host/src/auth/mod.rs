@@ -24,6 +24,10 @@ impl std::fmt::Display for Action {
 }
 
 /// How many sessions a room holds right now, so policy can enforce limits.
+///
+/// Counts include sessions still being set up (admitted but not yet answered), and never
+/// the caller itself, nor the publisher the caller would replace (see
+/// [`AdmitRequest::replacing`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RoomCounts {
     pub publishers: u32,
@@ -39,6 +43,10 @@ pub struct AdmitRequest {
     pub credential: Option<String>,
     pub remote_addr: Option<std::net::SocketAddr>,
     pub counts: RoomCounts,
+    /// For a publish request to a room whose live publisher it would take over
+    /// (`rooms.on_publisher_conflict = "replace"`): that publisher's subject. The replaced
+    /// publisher is then not in [`AdmitRequest::counts`].
+    pub replacing: Option<String>,
 }
 
 /// Who was admitted, and until when.
@@ -46,6 +54,9 @@ pub struct AdmitRequest {
 pub struct Identity {
     /// Stable subject (JWT `sub`, wallet address, "anonymous", ...), used in logs and events.
     pub subject: String,
+    /// Named facts an auth plugin attached (a role, a JWT claim such as `record = "true"`),
+    /// for later hooks (recording, webhooks) to decide on. Empty from 0.1.0 plugins.
+    pub attributes: Vec<(String, String)>,
     /// The session is ended by the host when this instant passes (e.g. the JWT's `exp`).
     pub expires_at: Option<SystemTime>,
     /// Re-run the admission check for the live session at this interval; a denial ends it.
@@ -67,15 +78,33 @@ pub enum Denied {
 }
 
 /// Decides admission. Implementations must be cheap to call concurrently.
+///
+/// Admission has two steps because they need different concurrency: [`Gatekeeper::authenticate`]
+/// (who is this?) runs freely in parallel; [`Gatekeeper::check_room`] (may they, given the
+/// room's counts?) is run by the SFU under the room's admission lock, with counts that include
+/// sessions still being set up, so concurrent joins cannot all pass one limit.
 #[async_trait::async_trait]
 pub trait Gatekeeper: Send + Sync + 'static {
-    /// Decide whether the request may proceed.
-    async fn admit(&self, req: &AdmitRequest) -> Result<Identity, Denied>;
+    /// Who is the caller? (credential -> identity).
+    async fn authenticate(&self, req: &AdmitRequest) -> Result<Identity, Denied>;
+
+    /// May `identity` do `req.action` in `req.room`, given `req.counts`? Default: yes.
+    async fn check_room(&self, _req: &AdmitRequest, _identity: &Identity) -> Result<(), Denied> {
+        Ok(())
+    }
+
+    /// Both steps at once, with the counts in `req` (tests, benchmarks; the server goes
+    /// through the SFU's admission so counts are exact).
+    async fn admit(&self, req: &AdmitRequest) -> Result<Identity, Denied> {
+        let identity = self.authenticate(req).await?;
+        self.check_room(req, &identity).await?;
+        Ok(identity)
+    }
 
     /// Re-check a live session (called every `Identity::recheck_every`). The default re-runs
-    /// [`Gatekeeper::admit`] with the original request.
+    /// [`Gatekeeper::authenticate`] with the original request.
     async fn recheck(&self, req: &AdmitRequest, _identity: &Identity) -> Result<(), Denied> {
-        self.admit(req).await.map(|_| ())
+        self.authenticate(req).await.map(|_| ())
     }
 
     /// True when this gatekeeper admits anyone (no auth configured).
@@ -89,7 +118,7 @@ pub struct OpenGate;
 
 #[async_trait::async_trait]
 impl Gatekeeper for OpenGate {
-    async fn admit(&self, _req: &AdmitRequest) -> Result<Identity, Denied> {
+    async fn authenticate(&self, _req: &AdmitRequest) -> Result<Identity, Denied> {
         Ok(Identity {
             subject: "anonymous".into(),
             ..Default::default()

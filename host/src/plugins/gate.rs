@@ -152,7 +152,7 @@ impl PluginGate {
         }
     }
 
-    async fn authenticate(
+    async fn run_auth_chain(
         &self,
         set: &PluginSet,
         req: &wit::AuthRequest,
@@ -194,7 +194,7 @@ impl PluginGate {
         Err(Denied::Unauthorized(reasons.join("; ")))
     }
 
-    async fn check_rooms(
+    async fn run_room_policy(
         &self,
         set: &PluginSet,
         req: &wit::AuthRequest,
@@ -229,12 +229,22 @@ impl PluginGate {
 
 #[async_trait::async_trait]
 impl Gatekeeper for PluginGate {
-    async fn admit(&self, req: &AdmitRequest) -> Result<Identity, Denied> {
+    async fn authenticate(&self, req: &AdmitRequest) -> Result<Identity, Denied> {
         // Hold this set for the whole decision: a concurrent reload does not affect it.
         let set = self.active.load_full();
+        self.run_auth_chain(&set, &to_wit(req)).await
+    }
+
+    async fn check_room(&self, req: &AdmitRequest, identity: &Identity) -> Result<(), Denied> {
+        let set = self.active.load_full();
+        self.run_room_policy(&set, &to_wit(req), identity).await
+    }
+
+    async fn admit(&self, req: &AdmitRequest) -> Result<Identity, Denied> {
+        let set = self.active.load_full();
         let wreq = to_wit(req);
-        let identity = self.authenticate(&set, &wreq).await?;
-        self.check_rooms(&set, &wreq, &identity).await?;
+        let identity = self.run_auth_chain(&set, &wreq).await?;
+        self.run_room_policy(&set, &wreq, &identity).await?;
         Ok(identity)
     }
 
@@ -243,7 +253,7 @@ impl Gatekeeper for PluginGate {
     /// The subject must not change.
     async fn recheck(&self, req: &AdmitRequest, identity: &Identity) -> Result<(), Denied> {
         let set = self.active.load_full();
-        let fresh = self.authenticate(&set, &to_wit(req)).await?;
+        let fresh = self.run_auth_chain(&set, &to_wit(req)).await?;
         if fresh.subject != identity.subject {
             return Err(Denied::Forbidden(format!(
                 "credential now identifies `{}` instead of `{}`",
@@ -348,6 +358,7 @@ fn to_identity(id: wit::Identity) -> Result<Identity, CallFailure> {
     });
     Ok(Identity {
         subject: id.subject,
+        attributes: Vec::new(),
         expires_at,
         // Never re-check more often than once a second.
         recheck_every: id

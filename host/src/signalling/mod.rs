@@ -183,6 +183,7 @@ async fn create_session(
     }
     let admit = AdmitRequest {
         counts: state.sfu.counts(&room),
+        replacing: None,
         room: room.clone(),
         action,
         credential: bearer(&headers),

@@ -64,6 +64,7 @@ pub fn request(room: &str, action: Action, credential: Option<&str>) -> AdmitReq
         credential: credential.map(Into::into),
         remote_addr: Some("127.0.0.1:50000".parse().expect("literal")),
         counts: RoomCounts::default(),
+        replacing: None,
     }
 }
 
