@@ -2,6 +2,7 @@
 //! Node.js with npm, and the locked npm dependencies of `host/tests/e2e` (playwright-core, which
 //! drives the system Chromium and never downloads a browser of its own).
 
+use crate::system::{apt_install, command_stdout};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -106,57 +107,6 @@ fn install_node_modules(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Installs Debian packages when running as root; otherwise explains what to install.
-fn apt_install(packages: &[&str], why: &str) -> Result<()> {
-    let list = packages.join(" ");
-    if !is_root() {
-        bail!("{why}, but it is not installed. Install it with `sudo apt-get install {list}`.");
-    }
-    if command_stdout("apt-get", &["--version"]).is_none() {
-        bail!("{why}, but it is not installed and apt-get is not available: install {list}.");
-    }
-    eprintln!("xtask: {why}; installing {list} with apt-get");
-    let install = || {
-        Command::new("apt-get")
-            // Wait for another apt/dpkg run to finish instead of failing on its lock.
-            .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y"])
-            .args(packages)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("cannot run apt-get")
-    };
-    if install()?.success() {
-        return Ok(());
-    }
-    eprintln!("xtask: apt-get install failed; refreshing the package lists and retrying");
-    let updated = Command::new("apt-get")
-        .args(["-o", "DPkg::Lock::Timeout=600", "update"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("cannot run apt-get update")?;
-    if !updated.success() || !install()?.success() {
-        bail!("{why}, and `apt-get install -y {list}` failed; install it and retry");
-    }
-    Ok(())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| effective_uid(&status))
-        .or_else(|| command_stdout("id", &["-u"]).and_then(|uid| uid.parse().ok()))
-        == Some(0)
-}
-
-/// The effective user id from the `Uid:` line of `/proc/self/status` (real, effective, ...).
-fn effective_uid(proc_status: &str) -> Option<u32> {
-    proc_status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .and_then(|id| id.parse().ok())
-}
-
 /// The major version from `node --version` output such as `v20.11.1`.
 fn node_major(version: &str) -> Option<u32> {
     version
@@ -166,15 +116,6 @@ fn node_major(version: &str) -> Option<u32> {
         .next()?
         .parse()
         .ok()
-}
-
-/// Trimmed stdout of a successful command, or `None` if it cannot run or fails.
-fn command_stdout(program: &str, args: &[&str]) -> Option<String> {
-    let output = Command::new(program).args(args).output().ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 #[cfg(test)]
@@ -187,14 +128,5 @@ mod tests {
         assert_eq!(node_major("v18.0.0"), Some(18));
         assert_eq!(node_major("20.1.0"), None);
         assert_eq!(node_major(""), None);
-    }
-
-    #[test]
-    fn reads_the_effective_uid() {
-        let status =
-            "Name:\tcargo\nUmask:\t0022\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
-        assert_eq!(effective_uid(status), Some(0));
-        assert_eq!(effective_uid("Uid:\t1000\t1000\t1000\t1000\n"), Some(1000));
-        assert_eq!(effective_uid("Name:\tx\n"), None);
     }
 }

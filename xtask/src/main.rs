@@ -1,39 +1,79 @@
 //! `cargo xtask <command>`: the project's build, run and test entry points.
 //!
 //! - `run [-- ARGS]`: build (release) and run the server on `config.toml`.
-//! - `test`: install what the tests need, build the plugins, run the whole test suite.
+//! - `test [ARGS]`: install what the tests need, build the plugins, run the whole test suite,
+//!   then smoke-test `cargo xtask run` itself (skipped when ARGS narrow the run).
+//! - `smoke`: only the smoke test of `cargo xtask run` (see `smoke.rs`).
 //! - `plugins`: build every plugin into a WebAssembly component under `target/plugins/`.
 //! - `setup`: only the installation step of `test`.
+//!
+//! Parts: `system.rs` (root, apt-get, running commands), `python.rs` and `browser.rs` (test
+//! prerequisites), `plugins.rs` with `plugin_crates.rs` (the wasm build), `smoke.rs`.
+//! Every failure ends as one line, `xtask: error: <what>: <why>`, and a non-zero exit.
 
 mod browser;
+mod plugin_crates;
 mod plugins;
+mod python;
+mod smoke;
+mod system;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
+use system::run_status;
 
-fn main() -> Result<()> {
+const USAGE: &str = "usage: cargo xtask <run|test|smoke|plugins|setup>
+
+  run [-- ARGS]   build and run the server on config.toml
+  test [ARGS]     install test prerequisites, build plugins, run all tests, smoke-test `run`
+                  (ARGS go to `cargo test`; with ARGS the smoke test is skipped)
+  smoke           only the smoke test of `cargo xtask run`
+  plugins         build the WebAssembly plugins into target/plugins/
+  setup           install test prerequisites only";
+
+fn main() -> ExitCode {
+    match dispatch() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {}", one_line(&format!("{error:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = workspace_root();
-    std::env::set_current_dir(&root)?;
+    std::env::set_current_dir(&root)
+        .with_context(|| format!("cannot enter the workspace root {}", root.display()))?;
     match args.first().map(String::as_str) {
         Some("run") => run(&root, &args[1..]),
         Some("test") => test(&root, &args[1..]),
+        Some("smoke") => smoke::run_command_smoke_test(&root),
         Some("plugins") => plugins::build_plugins().map(|dir| {
             println!("xtask: plugins built into {}", dir.display());
         }),
         Some("setup") => setup(&root),
-        _ => {
-            eprintln!(
-                "usage: cargo xtask <run|test|plugins|setup>\n\
-                 \n  run [-- ARGS]   build and run the server on config.toml\
-                 \n  test [ARGS]     install test prerequisites, build plugins, run all tests\
-                 \n  plugins         build the WebAssembly plugins into target/plugins/\
-                 \n  setup           install test prerequisites only"
-            );
-            bail!("unknown or missing command")
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => {
+            eprintln!("{USAGE}\n");
+            bail!("unknown command `{other}`")
+        }
+        None => {
+            eprintln!("{USAGE}\n");
+            bail!("missing command")
         }
     }
+}
+
+/// anyhow's `{:#}` joins the causes with ": "; a cause that itself spans lines (a tool's
+/// stderr) is folded so the error stays one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn workspace_root() -> PathBuf {
@@ -43,21 +83,39 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The README's run command. The host crate has several binaries (`switchboard`,
+/// `switchboard-load`, `reference-sfu`), so the one to run is named.
 fn run(root: &Path, extra: &[String]) -> Result<()> {
     let config = root.join("config.toml");
-    let text = std::fs::read_to_string(&config).unwrap_or_default();
+    let text = std::fs::read_to_string(&config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
     if text
         .lines()
         .any(|l| l.trim_start().starts_with("[[plugins]]"))
     {
-        plugins::build_plugins()?;
+        plugins::build_plugins().context("building the plugins config.toml loads")?;
     }
     let extra = extra.strip_prefix(&["--".to_string()]).unwrap_or(extra);
     let mut cmd = Command::new(cargo());
-    cmd.args(["run", "--release", "-p", "switchboard", "--", "--config"])
-        .arg(&config)
-        .args(extra);
-    status(&mut cmd, "cargo run")
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "switchboard",
+        "--bin",
+        "switchboard",
+        "--",
+        "--config",
+    ])
+    .arg(&config)
+    .args(extra);
+    // Ctrl-C reaches the whole foreground process group: the server shuts down gracefully on
+    // it, and we wait for that instead of dying first and leaving it printing after the prompt.
+    system::wait_through_interrupts();
+    run_status(
+        &mut cmd,
+        "the server (`cargo run --release --bin switchboard`)",
+    )
 }
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
@@ -67,48 +125,44 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     let mut cmd = Command::new(cargo());
     cmd.args(["test", "--workspace", "--no-fail-fast"])
         .args(extra);
-    status(&mut cmd, "cargo test")
+    let tests = run_status(&mut cmd, "cargo test");
+    if !extra.is_empty() {
+        eprintln!("xtask: test arguments given; skipping the smoke test of `cargo xtask run`");
+        return tests;
+    }
+    // Run even after failed tests: whether the README's run command works is worth knowing.
+    let smoke = smoke::run_command_smoke_test(root);
+    match (tests, smoke) {
+        (Ok(()), smoke) => smoke,
+        (Err(tests), Ok(())) => Err(tests),
+        (Err(tests), Err(smoke)) => bail!("{tests:#}; and the smoke test failed: {smoke:#}"),
+    }
 }
 
-/// Everything the tests need that cargo does not bring: Python JWT minting, Chromium and the
-/// browser driver, the ffmpeg-free toolchain for plugins (installed by `plugins`).
+/// Everything the tests need that cargo does not bring: Python modules (PyJWT for real JWTs,
+/// PyAV for the FFmpeg WHIP publisher), OpenSSL's CLI, Chromium and the browser driver. The
+/// plugins' wasm toolchain is installed by `plugins`.
 fn setup(root: &Path) -> Result<()> {
-    ensure_python_modules()?;
+    python::ensure_test_prerequisites()?;
     browser::prepare_browser_tests(root)?;
     Ok(())
-}
-
-fn ensure_python_modules() -> Result<()> {
-    let probe = Command::new("python3")
-        .args(["-c", "import jwt, cryptography"])
-        .status();
-    if matches!(probe, Ok(s) if s.success()) {
-        return Ok(());
-    }
-    println!("xtask: installing PyJWT and cryptography (used by tests to mint real JWTs)");
-    let mut cmd = Command::new("python3");
-    cmd.args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "pyjwt>=2.8",
-        "cryptography>=42",
-    ]);
-    status(&mut cmd, "pip install pyjwt cryptography")
 }
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
-fn status(cmd: &mut Command, what: &str) -> Result<()> {
-    let st = cmd
-        .status()
-        .with_context(|| format!("could not start {what}"))?;
-    if !st.success() {
-        bail!("{what} failed ({st})");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_folded_into_one_line() {
+        let error = anyhow::anyhow!("error: could not compile\n\n  --> src/x.rs\n")
+            .context("cargo metadata failed");
+        assert_eq!(
+            one_line(&format!("{error:#}")),
+            "cargo metadata failed: error: could not compile --> src/x.rs"
+        );
     }
-    Ok(())
 }

@@ -13,6 +13,8 @@
 //! is one. The plugins workspace builds in `target/wasm-build`, never in the host's directories,
 //! so the two builds neither share artifacts nor wait on each other's lock.
 
+use crate::plugin_crates;
+use crate::system::is_root;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,6 +54,14 @@ pub fn build_plugins() -> Result<PathBuf> {
 
     let toolchain = choose_toolchain()?;
     let target = toolchain.target();
+    // Before the (long) build: a member that would silently produce no plugin stops it here.
+    let plugins = plugin_packages(&root, &manifest, &toolchain)?;
+    if plugins.is_empty() {
+        bail!(
+            "{} has no plugin (cdylib) members to build",
+            manifest.display()
+        );
+    }
     let mut cmd = match &toolchain {
         Toolchain::Rustup { .. } => {
             eprintln!("xtask plugins: using rustup's installed `{target}` target");
@@ -105,10 +115,6 @@ pub fn build_plugins() -> Result<PathBuf> {
 
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let artifacts = build_dir.join(target).join("release");
-    let plugins = plugin_packages(&manifest, &toolchain)?;
-    if plugins.is_empty() {
-        bail!("{} has no cdylib members to build", manifest.display());
-    }
     for name in plugins {
         let module = artifacts.join(format!("{}.wasm", name.replace('-', "_")));
         let bytes =
@@ -162,7 +168,7 @@ fn workspace_root() -> PathBuf {
 }
 
 /// The host's target directory, honouring `CARGO_TARGET_DIR` like cargo does.
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => root.join(dir),
         _ => root.join("target"),
@@ -249,14 +255,6 @@ fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 fn version_of(rustc: &str) -> String {
     Command::new(rustc)
         .arg("--version")
@@ -265,8 +263,8 @@ fn version_of(rustc: &str) -> String {
         .unwrap_or_else(|_| rustc.to_string())
 }
 
-/// Names of the plugin packages (members with a `cdylib` library), from `cargo metadata`.
-fn plugin_packages(manifest: &Path, toolchain: &Toolchain) -> Result<Vec<String>> {
+/// Names of the plugin packages, from `cargo metadata` (see [`plugin_crates`] for the rules).
+fn plugin_packages(root: &Path, manifest: &Path, toolchain: &Toolchain) -> Result<Vec<String>> {
     let cargo = match toolchain {
         Toolchain::Rustup { .. } => std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
         Toolchain::Debian => DEBIAN_CARGO.into(),
@@ -286,30 +284,16 @@ fn plugin_packages(manifest: &Path, toolchain: &Toolchain) -> Result<Vec<String>
     }
     let out = cmd.output().context("running cargo metadata")?;
     if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
         bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "`cargo metadata` on {} failed: {}",
+            manifest.display(),
+            stderr.trim().replace('\n', " ")
         );
     }
     let meta: serde_json::Value =
         serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
-    let mut names = Vec::new();
-    for package in meta["packages"].as_array().into_iter().flatten() {
-        let is_cdylib = package["targets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|t| {
-                t["crate_types"]
-                    .as_array()
-                    .is_some_and(|types| types.iter().any(|k| k == "cdylib"))
-            });
-        if let (true, Some(name)) = (is_cdylib, package["name"].as_str()) {
-            names.push(name.to_string());
-        }
-    }
-    names.sort();
-    Ok(names)
+    plugin_crates::plugin_names(&meta, root)
 }
 
 /// Turn a core module carrying wit-bindgen's type information into a component; components
@@ -344,6 +328,21 @@ mod tests {
         let root = workspace_root();
         assert!(root.join("Cargo.toml").is_file());
         assert!(root.join("plugins").join("Cargo.toml").is_file());
+    }
+
+    #[test]
+    fn the_plugins_workspace_classifies_cleanly() {
+        let root = workspace_root();
+        let manifest = root.join("plugins").join("Cargo.toml");
+        let names = plugin_packages(&root, &manifest, &Toolchain::Rustup { target: UNKNOWN })
+            .expect("every member of plugins/ is a plugin or a declared library");
+        for plugin in ["auth-jwt", "static-token", "room-policy"] {
+            assert!(names.iter().any(|n| n == plugin), "{plugin} in {names:?}");
+        }
+        assert!(
+            !names.iter().any(|n| n == "switchboard-plugin-sdk"),
+            "{names:?}"
+        );
     }
 
     #[test]
