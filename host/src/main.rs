@@ -24,7 +24,7 @@ struct Cli {
     /// Configuration file (TOML). Environment variables `SWITCHBOARD_<SECTION>__<KEY>` override it.
     #[arg(long, short, default_value = "config.toml")]
     config: PathBuf,
-    /// Validate the configuration and exit.
+    /// Validate the configuration as start-up would (load every plugin, check upstreams) and exit.
     #[arg(long)]
     check: bool,
 }
@@ -44,10 +44,6 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    if cli.check {
-        println!("configuration OK");
-        return std::process::ExitCode::SUCCESS;
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -55,6 +51,19 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if cli.check {
+        // Everything start-up checks (plugins loaded and configured, upstreams), same errors.
+        return match runtime.block_on(Server::check(&config)) {
+            Ok(summary) => {
+                println!("{summary}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("switchboard: {e:#}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     match runtime.block_on(run(config, cli.config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

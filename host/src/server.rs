@@ -35,7 +35,7 @@ impl Server {
         let ready = Arc::new(AtomicBool::new(false));
         let state = AppState::new(&config, sfu.clone(), ready.clone());
         // `POST /admin/reload` answers 404 unless `admin.token` is set.
-        let app = signalling::router(&config, state).merge(crate::plugins::admin_router(
+        let app = signalling::router(&config, state).merge(crate::admin::router(
             plugins.clone(),
             Some(config.admin.token.clone()),
         ));
@@ -66,6 +66,28 @@ impl Server {
             stop,
             http,
             plugins,
+        })
+    }
+
+    /// What `switchboard --check` does: everything start-up does short of serving — load and
+    /// validate every plugin and upstream, apply the exposure rule, make the DTLS identity —
+    /// failing the same way start-up would. Returns a one-line summary.
+    pub async fn check(config: &Config) -> anyhow::Result<String> {
+        let plugins = build_gate(config).await?;
+        check_exposure(config, plugins.as_ref())?;
+        crate::sfu::peer::PeerFactory::new(config.webrtc.clone())
+            .check()
+            .context("WebRTC set-up")?;
+        let names = plugins.plugin_names();
+        Ok(if names.is_empty() {
+            "configuration OK (no plugins: everyone may publish and play)".to_owned()
+        } else {
+            format!(
+                "configuration OK ({} plugin{} loaded: {})",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            )
         })
     }
 

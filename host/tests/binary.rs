@@ -1,6 +1,8 @@
 //! The `switchboard` binary: config errors name the key, unsafe exposure is refused, the
 //! shipped config.toml is valid, and SIGTERM shuts down cleanly.
 
+mod support;
+
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -82,6 +84,39 @@ fn environment_overrides_and_is_validated() {
     );
     assert_ne!(code, 0);
     assert!(out.to_lowercase().contains("bind"), "{out}");
+}
+
+/// `--check` does what start-up does: a missing component or a plugin that rejects its
+/// config fails it the same way (it used to say "configuration OK" without loading anything).
+#[test]
+fn check_loads_plugins_like_start_up() {
+    let component = support::component("static-token");
+    let plugin = |path: &str, config: &str| {
+        format!(
+            "[[plugins]]\nname = \"auth\"\npath = \"{path}\"\nhooks = [\"auth\"]\n[plugins.config]\n{config}\n"
+        )
+    };
+    let good = write_config("good", &plugin(&component.display().to_string(), "token = \"secret-token\""));
+    let (code, out) = run(&good, &["--check"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("configuration OK (1 plugin loaded: auth)"), "{out}");
+
+    let missing = write_config("missing", &plugin("/nonexistent/auth.wasm", "token = \"x\""));
+    let (code, out) = run(&missing, &["--check"], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("plugin `auth`: cannot read /nonexistent/auth.wasm"), "{out}");
+    assert!(!out.contains("configuration OK"), "{out}");
+
+    let rejected = write_config("rejected", &plugin(&component.display().to_string(), "token = \"\""));
+    let (code, out) = run(&rejected, &["--check"], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("plugin `auth`: rejected its config: token: token must not be empty"), "{out}");
+
+    // Exposure is checked too: no auth on a public address fails --check as start-up would.
+    let open = write_config("open-check", "[http]\nbind = \"0.0.0.0:0\"\n");
+    let (code, out) = run(&open, &["--check"], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("allow_unauthenticated_public"), "{out}");
 }
 
 #[test]

@@ -6,8 +6,8 @@
 
 pub mod media;
 
-use crate::sfu::forward::{is_keyframe_request, with_keyframe_forwarding};
-use crate::sfu::session::PeerStates;
+use crate::sfu::feedback::{is_keyframe_request, with_keyframe_forwarding};
+use crate::sfu::state::PeerStates;
 use parking_lot::Mutex;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::rtp;

@@ -70,7 +70,8 @@ pub struct WebrtcConfig {
     pub udp_port_range: [u16; 2],
     /// Public IPs advertised instead of local ones (1:1 NAT, e.g. a cloud VM's elastic IP).
     pub public_ips: Vec<IpAddr>,
-    /// STUN/TURN servers used by the server and offered to clients in `Link` headers.
+    /// STUN/TURN servers offered to clients in `Link` headers and, unless `client_only`,
+    /// used by the server to gather its own candidates.
     pub ice_servers: Vec<IceServerConfig>,
     /// Seconds without ICE traffic before a session counts as disconnected.
     pub ice_disconnected_timeout_secs: u64,
@@ -82,8 +83,8 @@ pub struct WebrtcConfig {
     /// (see `sfu::egress`); `false` sends every datagram on its own.
     pub batch_sends: bool,
     /// Drive viewer connections from the forwarding path itself (see `sfu::direct`) instead
-    /// of through a webrtc-rs driver task each. Applies while `ice_servers` is empty: the
-    /// direct driver gathers host candidates only.
+    /// of through a webrtc-rs driver task each. Applies while every `ice_servers` entry is
+    /// `client_only`: the direct driver gathers host candidates only.
     pub direct_viewers: bool,
 }
 
@@ -95,6 +96,10 @@ pub struct IceServerConfig {
     pub username: String,
     #[serde(default)]
     pub credential: String,
+    /// Hand this server to clients only; the server does not gather candidates through it
+    /// (and viewers stay on the direct driver).
+    #[serde(default)]
+    pub client_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

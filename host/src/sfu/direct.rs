@@ -15,10 +15,11 @@
 //! the server to gather server-reflexive or relay candidates keep webrtc-rs's driver (see
 //! [`PeerFactory::direct_viewers`](super::peer::PeerFactory::direct_viewers)).
 
-use super::SfuError;
 use super::egress::Scope;
-use super::forward::is_keyframe_request;
-use super::session::PeerStates;
+use super::error::SfuError;
+use super::feedback::is_keyframe_request;
+use super::peer::PeerError;
+use super::state::PeerStates;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use rtc::media_stream::MediaStreamTrack;
@@ -93,7 +94,7 @@ impl DirectViewer {
             .into_iter()
             .map(|s| Ok((s.local_addr()?, s)))
             .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| SfuError::Internal(format!("viewer socket: {e}")))?;
+            .map_err(|e| SfuError::Peer(PeerError::Build(format!("viewer socket: {e}"))))?;
         let conn = Arc::new(DirectViewer {
             core: Mutex::new(Core {
                 pc,
@@ -115,7 +116,7 @@ impl DirectViewer {
             .lock()
             .pc
             .add_track(track)
-            .map_err(|e| SfuError::Internal(e.to_string()))
+            .map_err(|e| SfuError::WebRtc(e.to_string()))
     }
 
     /// Apply a remote offer (the first, or an ICE restart) and return our answer, with our
@@ -123,7 +124,7 @@ impl DirectViewer {
     pub fn negotiate(&self, offer: RTCSessionDescription) -> Result<String, SfuError> {
         let mut core = self.core.lock();
         if core.closed {
-            return Err(SfuError::Internal("connection closed".into()));
+            return Err(SfuError::Closed);
         }
         let now = Instant::now();
         core.pc
@@ -135,13 +136,13 @@ impl DirectViewer {
             .map_err(|e| SfuError::BadOffer(e.to_string()))?;
         core.pc
             .set_local_description(now, answer)
-            .map_err(|e| SfuError::Internal(e.to_string()))?;
+            .map_err(|e| SfuError::WebRtc(e.to_string()))?;
         if !core.candidates_added {
             for (addr, _) in &self.sockets {
                 let candidate = host_candidate(*addr)?;
                 core.pc
                     .add_local_candidate(candidate)
-                    .map_err(|e| SfuError::Internal(format!("local candidate: {e}")))?;
+                    .map_err(|e| SfuError::WebRtc(format!("local candidate: {e}")))?;
             }
             core.candidates_added = true;
         }
@@ -151,7 +152,7 @@ impl DirectViewer {
             .pc
             .local_description()
             .map(|d| d.sdp)
-            .ok_or_else(|| SfuError::Internal("no local description".into()))?;
+            .ok_or_else(|| SfuError::WebRtc("no local description".into()))?;
         drop(core);
         self.wake.notify_one();
         Ok(sdp)
@@ -290,7 +291,7 @@ impl DirectViewer {
 }
 
 fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, SfuError> {
-    let err = |e: &dyn std::fmt::Display| SfuError::Internal(format!("host candidate: {e}"));
+    let err = |e: &dyn std::fmt::Display| SfuError::WebRtc(format!("host candidate: {e}"));
     let candidate = CandidateHostConfig {
         base_config: CandidateConfig {
             network: "udp".to_owned(),

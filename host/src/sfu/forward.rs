@@ -1,32 +1,31 @@
-//! The media hot path: one publisher track fanned out to many viewer tracks.
+//! The media hot path: one publisher stream fanned out to many viewers (and media taps).
 //!
 //! The publisher's reader task calls [`TrackHub::forward_burst`] with the packets it found
-//! queued. It loads the current viewer list (lock-free), rewrites the few header fields each
-//! viewer needs, and hands each viewer the burst without waiting: a direct viewer encrypts and
+//! queued. The hub keeps the one stream viewers receive (see [`layers`](super::layers)), loads
+//! the current viewer list (lock-free), rewrites the few header fields each viewer needs, and
+//! hands each viewer the burst without waiting: a direct viewer encrypts and
 //! sends it in the same call ([`DirectViewer::send_burst`]), a webrtc-rs viewer gets it offered
 //! to its driver's queue. What cannot go now (a full socket buffer or queue) is that viewer's
 //! loss (NACK/keyframes recover it), so one slow or dead viewer never stalls the publisher or
 //! anyone else. Nothing here knows about plugins or HTTP.
 
+use super::codec::CodecTable;
 use super::direct::DirectViewer;
+use super::layers::{FeedId, Selector, Wants};
+use super::tap::TapSink;
 use arc_swap::ArcSwap;
 use futures::FutureExt;
 use parking_lot::Mutex;
-use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
-use rtc::rtcp;
-use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::TrackRemote;
-use webrtc::peer_connection::Registry;
 
 /// Payload type that means "this viewer did not negotiate the codec; skip".
 const NO_PT: u8 = 0xff;
@@ -160,67 +159,36 @@ impl ViewerSink {
     }
 }
 
-/// Keeps sequence numbers and timestamps continuous for viewers when the publisher changes
-/// (a reconnecting publisher starts at random values; viewers must not notice).
-#[derive(Default)]
-struct Continuity {
-    source_ssrc: Option<u32>,
-    seq_offset: u16,
-    ts_offset: u32,
-    last_seq: u16,
-    last_ts: u32,
-    last_at: Option<Instant>,
-    clock_rate: u32,
-}
-
-impl Continuity {
-    #[inline]
-    fn apply(&mut self, header: &mut rtp::header::Header) {
-        if self.source_ssrc != Some(header.ssrc) {
-            if let Some(at) = self.last_at {
-                // Continue one step after the last packet sent, advancing the clock by the
-                // wall time that passed so jitter buffers see a plausible gap.
-                let elapsed_ticks =
-                    (at.elapsed().as_secs_f64() * self.clock_rate as f64).max(1.0) as u32;
-                self.seq_offset = self
-                    .last_seq
-                    .wrapping_add(1)
-                    .wrapping_sub(header.sequence_number);
-                self.ts_offset = self
-                    .last_ts
-                    .wrapping_add(elapsed_ticks)
-                    .wrapping_sub(header.timestamp);
-            }
-            self.source_ssrc = Some(header.ssrc);
-        }
-        header.sequence_number = header.sequence_number.wrapping_add(self.seq_offset);
-        header.timestamp = header.timestamp.wrapping_add(self.ts_offset);
-        self.last_seq = header.sequence_number;
-        self.last_ts = header.timestamp;
-        self.last_at = Some(Instant::now());
-    }
-}
-
-/// The current publisher track feeding a hub.
-struct Source {
-    track: Arc<dyn TrackRemote>,
-    media_ssrc: u32,
-}
-
 /// Counters a hub keeps; read by stats endpoints and tests.
 #[derive(Default)]
 pub struct HubStats {
     pub received_packets: AtomicU64,
     pub forwarded_packets: AtomicU64,
     pub keyframe_requests: AtomicU64,
+    /// Packets of the publisher's other streams (simulcast layers, tracks) not forwarded.
+    pub unselected_packets: AtomicU64,
+    /// Times viewers were moved to another stream of the publisher.
+    pub stream_switches: AtomicU64,
 }
 
-/// One media kind (audio or video) of a room: a source and its viewers.
+/// The stream viewers currently receive, for stats and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentStream {
+    pub ssrc: u32,
+    pub rid: Option<String>,
+    /// Bytes per second measured on it.
+    pub rate: u64,
+}
+
+/// One media kind (audio or video) of a room: the publisher's streams and the viewers.
 pub struct TrackHub {
     viewers: ArcSwap<Vec<Arc<ViewerSink>>>,
+    taps: ArcSwap<Vec<Arc<TapSink>>>,
+    /// Codecs of every feeding track, merged (viewers map payload types through them).
     source_codecs: ArcSwap<Vec<RTCRtpCodecParameters>>,
-    source: Mutex<Option<Source>>,
-    continuity: Mutex<Continuity>,
+    selector: Mutex<Selector>,
+    /// The publisher tracks, for keyframe requests.
+    feeds: Mutex<Vec<(FeedId, Arc<dyn TrackRemote>, Vec<RTCRtpCodecParameters>)>>,
     keyframe_interval: Duration,
     keyframe_throttle: Mutex<KeyframeThrottle>,
     pub stats: HubStats,
@@ -230,36 +198,43 @@ impl TrackHub {
     pub fn new(keyframe_interval: Duration) -> Self {
         TrackHub {
             viewers: ArcSwap::from_pointee(Vec::new()),
+            taps: ArcSwap::from_pointee(Vec::new()),
             source_codecs: ArcSwap::from_pointee(Vec::new()),
-            source: Mutex::new(None),
-            continuity: Mutex::new(Continuity::default()),
+            selector: Mutex::new(Selector::default()),
+            feeds: Mutex::new(Vec::new()),
             keyframe_interval,
             keyframe_throttle: Mutex::new(KeyframeThrottle::default()),
             stats: HubStats::default(),
         }
     }
 
-    /// Forward one RTP packet to every viewer. See [`TrackHub::forward_burst`].
-    #[inline]
-    pub fn forward(&self, mut packet: rtp::Packet) {
-        self.forward_burst(std::slice::from_mut(&mut packet));
+    /// Forward one RTP packet of `feed`. See [`TrackHub::forward_burst`].
+    pub fn forward(self: &Arc<Self>, feed: FeedId, packet: rtp::Packet) {
+        let mut burst = vec![packet];
+        self.forward_burst(feed, &mut burst);
     }
 
-    /// Called by the publisher's reader with every packet it found queued (usually one, or
-    /// the few packets of a video frame). The hot path.
+    /// Called by the publisher's reader with every packet of `feed` it found queued (usually
+    /// one, or the few packets of a video frame). The hot path.
     ///
-    /// Headers are prepared once per packet; then each viewer is handed the whole burst in a
-    /// row, so its connection's driver is woken once per burst rather than once per packet.
-    pub fn forward_burst(&self, packets: &mut [rtp::Packet]) {
+    /// Under the hub's lock, once per packet: keep only the stream viewers receive (see
+    /// [`layers`](super::layers)), strip header extensions and rewrite sequence numbers and
+    /// timestamps. Then, lock-free, each viewer is handed the whole burst in a row, so its
+    /// connection is woken (or its datagrams sent) once per burst rather than once per packet,
+    /// and each media tap is offered a copy.
+    pub fn forward_burst(self: &Arc<Self>, feed: FeedId, packets: &mut Vec<rtp::Packet>) {
         if packets.is_empty() {
             return;
         }
+        let received = packets.len() as u64;
         self.stats
             .received_packets
-            .fetch_add(packets.len() as u64, Ordering::Relaxed);
+            .fetch_add(received, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut wants = Wants::default();
         {
-            let mut continuity = self.continuity.lock();
-            for packet in packets.iter_mut() {
+            let mut selector = self.selector.lock();
+            packets.retain_mut(|packet| {
                 // Header extension ids are negotiated per connection; the publisher's ids
                 // mean nothing to viewers, so strip them once here rather than per viewer.
                 if packet.header.extension {
@@ -267,8 +242,24 @@ impl TrackHub {
                     packet.header.extensions.clear();
                     packet.header.extension_profile = 0;
                 }
-                continuity.apply(&mut packet.header);
-            }
+                selector.admit(feed, packet, now, &mut wants)
+            });
+            selector.reconsider(now, &mut wants);
+        }
+        let unselected = received - packets.len() as u64;
+        if unselected > 0 {
+            self.stats
+                .unselected_packets
+                .fetch_add(unselected, Ordering::Relaxed);
+        }
+        if wants.switched {
+            self.stats.stream_switches.fetch_add(1, Ordering::Relaxed);
+        }
+        if wants.keyframe.is_some() {
+            self.request_keyframe();
+        }
+        if packets.is_empty() {
+            return;
         }
         let viewers = self.viewers.load();
         let mut sent = 0;
@@ -278,37 +269,87 @@ impl TrackHub {
         self.stats
             .forwarded_packets
             .fetch_add(sent, Ordering::Relaxed);
-    }
-
-    /// A publisher track starts feeding this hub (replacing any previous one).
-    pub fn attach_source(
-        &self,
-        track: Arc<dyn TrackRemote>,
-        media_ssrc: u32,
-        codecs: Vec<RTCRtpCodecParameters>,
-    ) {
-        self.continuity.lock().clock_rate = codecs
-            .first()
-            .map(|c| c.rtp_codec.clock_rate)
-            .unwrap_or(90_000);
-        *self.source.lock() = Some(Source { track, media_ssrc });
-        self.source_codecs.store(Arc::new(codecs));
-        self.remap_viewers();
-    }
-
-    /// The publisher track stopped; only clears it if it is still the current one.
-    pub fn detach_source(&self, track: &Arc<dyn TrackRemote>) {
-        let mut source = self.source.lock();
-        if source
-            .as_ref()
-            .is_some_and(|s| Arc::ptr_eq(&s.track, track))
-        {
-            *source = None;
+        for tap in self.taps.load().iter() {
+            tap.offer(packets);
         }
     }
 
+    /// A publisher track (session `publisher`) starts feeding this hub. A track of a new
+    /// publisher replaces the previous publisher's at once.
+    pub fn attach_feed(
+        &self,
+        track: Arc<dyn TrackRemote>,
+        publisher: u64,
+        codecs: Vec<RTCRtpCodecParameters>,
+    ) -> FeedId {
+        let id = {
+            let mut selector = self.selector.lock();
+            if !selector.has_feeds() {
+                selector.continuity.clock_rate = codecs
+                    .first()
+                    .map(|c| c.rtp_codec.clock_rate)
+                    .unwrap_or(90_000);
+            }
+            selector.attach(publisher, CodecTable::new(&codecs))
+        };
+        let mut feeds = self.feeds.lock();
+        feeds.retain(|(f, _, _)| self.selector.lock().has_feed(*f));
+        feeds.push((id, track, codecs));
+        self.publish_codecs(&feeds);
+        id
+    }
+
+    /// Name one of a feed's streams by the RID it was announced with (simulcast).
+    pub fn name_stream(&self, feed: FeedId, ssrc: u32, rid: String) {
+        self.selector.lock().name(feed, ssrc, rid, Instant::now());
+    }
+
+    /// A publisher track stopped.
+    pub fn detach_feed(&self, feed: FeedId) {
+        self.selector.lock().detach(feed);
+        let mut feeds = self.feeds.lock();
+        feeds.retain(|(f, _, _)| *f != feed);
+        self.publish_codecs(&feeds);
+    }
+
+    fn publish_codecs(&self, feeds: &[(FeedId, Arc<dyn TrackRemote>, Vec<RTCRtpCodecParameters>)]) {
+        let mut merged: Vec<RTCRtpCodecParameters> = Vec::new();
+        for (_, _, codecs) in feeds {
+            for c in codecs {
+                if !merged.iter().any(|m| m.payload_type == c.payload_type) {
+                    merged.push(c.clone());
+                }
+            }
+        }
+        if merged.is_empty() {
+            return; // keep the last mapping for viewers until another publisher arrives
+        }
+        self.source_codecs.store(Arc::new(merged));
+        self.remap_viewers();
+    }
+
     pub fn has_source(&self) -> bool {
-        self.source.lock().is_some()
+        self.selector.lock().has_feeds()
+    }
+
+    /// The stream viewers receive now.
+    pub fn current_stream(&self) -> Option<CurrentStream> {
+        let selector = self.selector.lock();
+        let (feed, ssrc) = selector.current()?;
+        let source = selector
+            .sources
+            .iter()
+            .find(|s| s.feed == feed && s.ssrc == ssrc)?;
+        Some(CurrentStream {
+            ssrc,
+            rid: source.rid.clone(),
+            rate: source.rate,
+        })
+    }
+
+    /// The codecs (payload types) of what this hub forwards, as the publisher negotiated them.
+    pub fn source_codecs(&self) -> Arc<Vec<RTCRtpCodecParameters>> {
+        self.source_codecs.load_full()
     }
 
     pub fn add_viewer(&self, sink: ViewerSink) {
@@ -338,6 +379,24 @@ impl TrackHub {
         self.viewers.load().len()
     }
 
+    /// Start copying what viewers receive to `tap` (see [`tap`](super::tap)).
+    pub fn add_tap(&self, tap: Arc<TapSink>) {
+        self.taps.rcu(|list| {
+            let mut next = (**list).clone();
+            next.push(tap.clone());
+            next
+        });
+    }
+
+    pub fn remove_tap(&self, tap: &Arc<TapSink>) {
+        self.taps.rcu(|list| {
+            list.iter()
+                .filter(|t| !Arc::ptr_eq(t, tap))
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+    }
+
     fn remap_viewers(&self) {
         let codecs = self.source_codecs.load();
         self.viewers.rcu(|list| {
@@ -347,7 +406,8 @@ impl TrackHub {
         });
     }
 
-    /// Ask the publisher for a keyframe (PLI), at most once per `keyframe_interval`.
+    /// Ask the publisher for a keyframe (PLI) on the stream viewers receive (or are about to
+    /// move to), at most once per `keyframe_interval`.
     ///
     /// A request inside the interval is not dropped but deferred to the interval's end, so a
     /// viewer joining just after another still gets its keyframe promptly.
@@ -381,11 +441,15 @@ impl TrackHub {
     }
 
     async fn send_pli(&self) {
-        let Some((track, media_ssrc)) = self
-            .source
+        let Some((feed, media_ssrc)) = self.selector.lock().keyframe_source() else {
+            return;
+        };
+        let Some(track) = self
+            .feeds
             .lock()
-            .as_ref()
-            .map(|s| (s.track.clone(), s.media_ssrc))
+            .iter()
+            .find(|(f, _, _)| *f == feed)
+            .map(|(_, t, _)| t.clone())
         else {
             return;
         };
@@ -404,97 +468,6 @@ impl TrackHub {
 struct KeyframeThrottle {
     last: Option<Instant>,
     deferred: bool,
-}
-
-/// Whether an RTCP packet asks for a keyframe (PLI or FIR).
-pub fn is_keyframe_request(packet: &dyn rtcp::Packet) -> bool {
-    let any = packet.as_any();
-    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
-}
-
-/// Where [`KeyframeRequestForwarder`] sits in the interceptor chain: application-most, past every
-/// stock interceptor (the jitter buffer, at 13_000, is the last named slot), so they have all
-/// seen the inbound RTCP first. `Registry::build` still appends its terminus after it.
-pub const KEYFRAME_FORWARDER_SLOT: usize = 14_000;
-
-/// Add the [`KeyframeRequestForwarder`] to an interceptor registry. Every peer connection
-/// whose local tracks must react to PLI/FIR (the SFU's, and the publishing client's) needs
-/// it: without it `TrackLocal::poll` never yields `OnRtcpPacket`.
-pub fn with_keyframe_forwarding(registry: Registry) -> Registry {
-    registry.with(
-        Slot::from(KEYFRAME_FORWARDER_SLOT),
-        KeyframeRequestForwarder::default(),
-    )
-}
-
-/// Lets inbound keyframe requests (PLI/FIR) through to the application.
-///
-/// webrtc-rs 0.21 ends inbound RTCP inside the interceptor chain: `Registry::build` appends a
-/// terminus (`rtc_interceptor::NoopInterceptor`) that drops every RTCP packet not carrying
-/// `Attribute::DeliverToApplication`, so on a default chain `TrackLocalEvent::OnRtcpPacket` (and
-/// `TrackRemoteEvent::OnRtcpPacket`) never fire even though the packets arrive. This interceptor
-/// copies the keyframe requests out of each inbound RTCP compound, one marked packet per media
-/// SSRC (the endpoint routes a packet to a track by the first destination SSRC it names), and
-/// passes the original on unmarked so the terminus treats it exactly as before. Receiver
-/// reports, NACKs and transport feedback stay with the interceptors that act on them.
-#[derive(Default)]
-pub struct KeyframeRequestForwarder {
-    reads: VecDeque<TaggedPacket>,
-    writes: VecDeque<TaggedPacket>,
-}
-
-impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        let mut requests: Vec<(u32, Vec<Box<dyn rtcp::Packet>>)> = Vec::new();
-        if let Packet::Rtcp(packets) = &msg.message.packet {
-            for packet in packets.iter().filter(|p| is_keyframe_request(p.as_ref())) {
-                let Some(ssrc) = packet.destination_ssrc().first().copied() else {
-                    continue;
-                };
-                match requests.iter_mut().find(|(s, _)| *s == ssrc) {
-                    Some((_, group)) => group.push(packet.clone()),
-                    None => requests.push((ssrc, vec![packet.clone()])),
-                }
-            }
-        }
-        let (now, transport) = (msg.now, msg.transport);
-        self.reads.push_back(msg);
-        for (_, group) in requests {
-            self.reads.push_back(TaggedPacket {
-                now,
-                transport,
-                message: rtc::interceptor::AttributedPacket::new(Packet::Rtcp(group))
-                    .with(Attribute::DeliverToApplication),
-            });
-        }
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.reads.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.writes.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.writes.pop_front()
-    }
-}
-
-impl Interceptor for KeyframeRequestForwarder {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
 #[cfg(test)]
@@ -543,98 +516,5 @@ mod tests {
         assert_eq!(map.get(102), 106);
         assert_eq!(map.get(97), NO_PT, "repair streams are not forwarded");
         assert_eq!(map.get(200), NO_PT);
-    }
-
-    /// Inbound RTCP ends in the chain's terminus unless marked; the forwarder marks exactly the
-    /// keyframe requests, split per media SSRC so each routes to its own track.
-    #[test]
-    fn keyframe_requests_pass_the_chain_and_nothing_else_does() {
-        use rtc::interceptor::AttributedPacket;
-        use rtc::rtcp::payload_feedbacks::full_intra_request::FirEntry;
-        use rtc::rtcp::receiver_report::ReceiverReport;
-
-        let mut chain = with_keyframe_forwarding(Registry::new()).build();
-        let feed = |chain: &mut dyn Interceptor, packets: Vec<Box<dyn rtcp::Packet>>| {
-            chain
-                .handle_read(TaggedPacket {
-                    now: Instant::now(),
-                    transport: Default::default(),
-                    message: AttributedPacket::new(Packet::Rtcp(packets)),
-                })
-                .unwrap();
-            std::iter::from_fn(|| chain.poll_read()).collect::<Vec<_>>()
-        };
-
-        let out = feed(&mut chain, vec![Box::new(ReceiverReport::default())]);
-        assert!(
-            out.is_empty(),
-            "receiver reports stay with the interceptors"
-        );
-
-        // A compound whose first packet names no SSRC: routing by it would drop the PLI.
-        let out = feed(
-            &mut chain,
-            vec![
-                Box::new(ReceiverReport::default()),
-                Box::new(PictureLossIndication {
-                    sender_ssrc: 0,
-                    media_ssrc: 7,
-                }),
-                Box::new(FullIntraRequest {
-                    sender_ssrc: 0,
-                    media_ssrc: 0,
-                    fir: vec![FirEntry {
-                        ssrc: 9,
-                        sequence_number: 1,
-                    }],
-                }),
-            ],
-        );
-        let delivered: Vec<(u32, usize)> = out
-            .iter()
-            .map(|p| {
-                assert!(p.message.has(&Attribute::DeliverToApplication));
-                let Packet::Rtcp(packets) = &p.message.packet else {
-                    panic!("RTCP in, RTCP out");
-                };
-                assert!(packets.iter().all(|p| is_keyframe_request(p.as_ref())));
-                (packets[0].destination_ssrc()[0], packets.len())
-            })
-            .collect();
-        assert_eq!(delivered, vec![(7, 1), (9, 1)]);
-    }
-
-    #[test]
-    fn continuity_across_publisher_switch() {
-        let mut c = Continuity {
-            clock_rate: 90000,
-            ..Default::default()
-        };
-        let mut h = rtp::header::Header {
-            ssrc: 1,
-            sequence_number: 100,
-            timestamp: 1000,
-            ..Default::default()
-        };
-        c.apply(&mut h);
-        assert_eq!((h.sequence_number, h.timestamp), (100, 1000));
-        let mut h2 = rtp::header::Header {
-            ssrc: 2,
-            sequence_number: 60000,
-            timestamp: 5,
-            ..Default::default()
-        };
-        c.apply(&mut h2);
-        assert_eq!(h2.sequence_number, 101);
-        assert!(h2.timestamp > 1000);
-        let mut h3 = rtp::header::Header {
-            ssrc: 2,
-            sequence_number: 60001,
-            timestamp: 3005,
-            ..Default::default()
-        };
-        c.apply(&mut h3);
-        assert_eq!(h3.sequence_number, 102);
-        assert_eq!(h3.timestamp, h2.timestamp + 3000);
     }
 }

@@ -6,6 +6,7 @@
 
 use crate::config::WebrtcConfig;
 use rtc::interceptor::{NackResponderBuilder, SenderReportBuilder, Slot};
+use rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::transport::RTCDtlsRole;
@@ -100,15 +101,19 @@ pub struct PeerFactory {
 pub enum PeerError {
     #[error("could not create peer connection: {0}")]
     Build(String),
-    #[error("no free UDP port in range {0}-{1}")]
+    /// Every port of `webrtc.udp_port_range` is taken: capacity, not a fault (503).
+    #[error("no free UDP port in webrtc.udp_port_range {0}-{1}; try again later")]
     NoPort(u16, u16),
 }
 
 impl PeerFactory {
     pub fn new(config: WebrtcConfig) -> Self {
+        // Entries marked `client_only` are only handed to clients (in `Link` headers); the
+        // server gathers candidates through the others.
         let ice_servers = config
             .ice_servers
             .iter()
+            .filter(|s| !s.client_only)
             .map(|s| RTCIceServer {
                 urls: s.urls.clone(),
                 username: s.username.clone(),
@@ -155,6 +160,14 @@ impl PeerFactory {
 
     pub fn config(&self) -> &WebrtcConfig {
         &self.config
+    }
+
+    /// Build every part of a connection once (codecs, interceptors, settings, the DTLS
+    /// certificate) without binding sockets: what `switchboard --check` can verify.
+    pub fn check(&self) -> Result<(), PeerError> {
+        self.parts(DtlsSide::Server, PeerRole::Publisher)?;
+        self.parts(DtlsSide::Server, PeerRole::Viewer)?;
+        Ok(())
     }
 
     /// Rewrite our host candidates to the configured public IPs (1:1 NAT), per address family.
@@ -278,9 +291,10 @@ impl PeerFactory {
     }
 
     /// Whether viewers get the direct driver (`webrtc.direct_viewers`, and no STUN/TURN
-    /// gathering asked of the server, which only webrtc-rs's driver does).
+    /// gathering asked of the server, which only webrtc-rs's driver does). ICE servers marked
+    /// `client_only` are not gathered through, so they keep viewers on the direct driver.
     pub fn direct_viewers(&self) -> bool {
-        self.config.direct_viewers && self.config.ice_servers.is_empty()
+        self.config.direct_viewers && self.ice_servers.is_empty()
     }
 
     /// A sans-IO viewer connection and its host sockets, for [`super::direct`].
@@ -330,12 +344,15 @@ impl PeerFactory {
         media.register_default_codecs().map_err(err)?;
         let registry = match role {
             PeerRole::Publisher => {
+                // mid/rid header extensions: how simulcast layers (offered with `a=rid` and
+                // no SSRCs, as browsers do) are told apart.
+                configure_simulcast_extension_headers(&mut media).map_err(err)?;
                 register_default_interceptors(Registry::new(), &mut media).map_err(err)?
             }
             PeerRole::Viewer => viewer_interceptors(&mut media),
         };
         // Viewers' PLI/FIR must reach `TrackLocal::poll` to be relayed upstream.
-        let registry = super::forward::with_keyframe_forwarding(registry);
+        let registry = super::feedback::with_keyframe_forwarding(registry);
 
         let mut settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(true)
@@ -511,8 +528,14 @@ mod tests {
             urls: vec!["stun:127.0.0.1:3478".into()],
             username: String::new(),
             credential: String::new(),
+            client_only: false,
         }];
         assert!(!PeerFactory::new(config.clone()).direct_viewers());
+        // Handed to clients only: the server gathers nothing through it.
+        config.ice_servers[0].client_only = true;
+        let factory = PeerFactory::new(config.clone());
+        assert!(factory.direct_viewers());
+        assert!(factory.ice_servers.is_empty());
         config.ice_servers.clear();
         config.direct_viewers = false;
         assert!(!PeerFactory::new(config).direct_viewers());

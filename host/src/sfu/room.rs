@@ -1,22 +1,41 @@
-//! A room: one publisher slot and the audio/video hubs its viewers hang off.
+//! A room: one publisher slot, the audio/video hubs its viewers hang off, and who is in it.
+//!
+//! Occupancy counts sessions still being set up (reserved at admission) as well as live
+//! ones, so limits decided by room policy hold under concurrent joins (see `admission`).
 
 use super::forward::TrackHub;
-use crate::auth::RoomCounts;
+use super::tap::MediaTap;
+use crate::auth::{Action, RoomCounts};
 use parking_lot::Mutex;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 pub struct Room {
     pub name: String,
     pub audio: Arc<TrackHub>,
     pub video: Arc<TrackHub>,
-    /// Id of the session currently publishing, if any.
-    publisher: Mutex<Option<String>>,
-    viewers: AtomicU32,
-    /// Sessions being set up for this room; keeps it alive until they register.
-    pending: AtomicU32,
+    occupancy: Mutex<Occupancy>,
+    /// Held while room policy decides on a join, so each decision sees exact counts.
+    pub(super) admission: tokio::sync::Mutex<()>,
+}
+
+/// The live publisher of a room.
+#[derive(Debug, Clone)]
+pub struct PublisherSlot {
+    pub session: String,
+    pub subject: String,
+}
+
+#[derive(Default)]
+struct Occupancy {
+    publisher: Option<PublisherSlot>,
+    viewers: u32,
+    /// Admitted, still being set up.
+    pending_publishers: u32,
+    pending_viewers: u32,
+    /// Requests between lookup and admission; they keep the room alive.
+    holds: u32,
 }
 
 impl Room {
@@ -25,9 +44,8 @@ impl Room {
             name,
             audio: Arc::new(TrackHub::new(keyframe_interval)),
             video: Arc::new(TrackHub::new(keyframe_interval)),
-            publisher: Mutex::new(None),
-            viewers: AtomicU32::new(0),
-            pending: AtomicU32::new(0),
+            occupancy: Mutex::new(Occupancy::default()),
+            admission: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -38,50 +56,114 @@ impl Room {
         }
     }
 
+    /// Tap this room's media (both kinds) with a queue of `capacity` packets.
+    pub fn tap(&self, capacity: usize) -> MediaTap {
+        MediaTap::attach(
+            [
+                (RtpCodecKind::Audio, &self.audio),
+                (RtpCodecKind::Video, &self.video),
+            ],
+            capacity,
+        )
+    }
+
+    /// Sessions in the room, live or being set up.
     pub fn counts(&self) -> RoomCounts {
+        let o = self.occupancy.lock();
         RoomCounts {
-            publishers: self.publisher.lock().is_some() as u32,
-            viewers: self.viewers.load(Ordering::Relaxed),
+            publishers: o.publisher.is_some() as u32 + o.pending_publishers,
+            viewers: o.viewers + o.pending_viewers,
         }
     }
 
-    pub fn publisher(&self) -> Option<String> {
-        self.publisher.lock().clone()
+    /// What room policy sees for a new `action` request: the counts without the caller, and
+    /// for a publish that takes over the room (`replace`), without the publisher it would
+    /// replace — whose subject is returned.
+    pub fn counts_for(&self, action: Action, replace: bool) -> (RoomCounts, Option<String>) {
+        let o = self.occupancy.lock();
+        let mut counts = RoomCounts {
+            publishers: o.publisher.is_some() as u32 + o.pending_publishers,
+            viewers: o.viewers + o.pending_viewers,
+        };
+        let mut replacing = None;
+        if action == Action::Publish && replace {
+            // One publisher per room: a new one replaces whoever holds the slot when it is
+            // ready, including publishers still being set up.
+            counts.publishers = 0;
+            replacing = o.publisher.as_ref().map(|p| p.subject.clone());
+        }
+        (counts, replacing)
     }
 
-    /// Install `id` as publisher, returning the one it replaces.
-    pub fn set_publisher(&self, id: &str) -> Option<String> {
-        self.publisher.lock().replace(id.to_owned())
+    /// Whether a publisher holds the room or is being set up for it.
+    pub fn has_publisher(&self) -> bool {
+        let o = self.occupancy.lock();
+        o.publisher.is_some() || o.pending_publishers > 0
     }
 
-    /// Clear the publisher slot if `id` still holds it.
-    pub fn clear_publisher(&self, id: &str) {
-        let mut slot = self.publisher.lock();
-        if slot.as_deref() == Some(id) {
-            *slot = None;
+    pub fn publisher(&self) -> Option<PublisherSlot> {
+        self.occupancy.lock().publisher.clone()
+    }
+
+    pub(super) fn reserve(&self, action: Action) {
+        let mut o = self.occupancy.lock();
+        match action {
+            Action::Publish => o.pending_publishers += 1,
+            Action::Play => o.pending_viewers += 1,
         }
     }
 
-    pub fn viewer_joined(&self) {
-        self.viewers.fetch_add(1, Ordering::Relaxed);
+    pub(super) fn unreserve(&self, action: Action) {
+        let mut o = self.occupancy.lock();
+        match action {
+            Action::Publish => o.pending_publishers = o.pending_publishers.saturating_sub(1),
+            Action::Play => o.pending_viewers = o.pending_viewers.saturating_sub(1),
+        }
     }
 
-    pub fn viewer_left(&self) {
-        self.viewers.fetch_sub(1, Ordering::Relaxed);
+    /// A reserved viewer is live: one step, so counts never see it twice or not at all.
+    pub(super) fn commit_viewer(&self) {
+        let mut o = self.occupancy.lock();
+        o.pending_viewers = o.pending_viewers.saturating_sub(1);
+        o.viewers += 1;
     }
 
-    pub fn begin_pending(&self) {
-        self.pending.fetch_add(1, Ordering::Relaxed);
+    /// A reserved publisher is live; returns the one it replaces.
+    pub(super) fn commit_publisher(&self, slot: PublisherSlot) -> Option<PublisherSlot> {
+        let mut o = self.occupancy.lock();
+        o.pending_publishers = o.pending_publishers.saturating_sub(1);
+        o.publisher.replace(slot)
     }
 
-    pub fn end_pending(&self) {
-        self.pending.fetch_sub(1, Ordering::Relaxed);
+    /// Clear the publisher slot if `session` still holds it.
+    pub(super) fn clear_publisher(&self, session: &str) {
+        let mut o = self.occupancy.lock();
+        if o.publisher.as_ref().is_some_and(|p| p.session == session) {
+            o.publisher = None;
+        }
+    }
+
+    pub(super) fn viewer_left(&self) {
+        let mut o = self.occupancy.lock();
+        o.viewers = o.viewers.saturating_sub(1);
+    }
+
+    pub(super) fn hold(&self) {
+        self.occupancy.lock().holds += 1;
+    }
+
+    pub(super) fn release_hold(&self) {
+        let mut o = self.occupancy.lock();
+        o.holds = o.holds.saturating_sub(1);
     }
 
     /// True when nothing references the room any more and it can be dropped.
     pub fn is_idle(&self) -> bool {
-        self.pending.load(Ordering::Relaxed) == 0
-            && self.viewers.load(Ordering::Relaxed) == 0
-            && self.publisher.lock().is_none()
+        let o = self.occupancy.lock();
+        o.holds == 0
+            && o.viewers == 0
+            && o.pending_viewers == 0
+            && o.pending_publishers == 0
+            && o.publisher.is_none()
     }
 }

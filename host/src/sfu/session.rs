@@ -4,22 +4,22 @@
 //! connects, its identity expires, a periodic re-check denies it, or it is deleted —
 //! whichever comes first — and then releases everything it held.
 
+use super::direct::DirectViewer;
 use super::room::Room;
+use super::state::PeerStates;
 use crate::auth::{Action, AdmitRequest, Identity};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
-use webrtc::peer_connection::{
-    PeerConnection, RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionState,
-};
+use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit};
 
 /// A session's connection: a webrtc-rs peer connection, or a viewer on the direct driver.
 #[derive(Clone)]
 pub enum Peer {
     /// Publishers, and viewers when the direct driver is off (see `PeerFactory::direct_viewers`).
     Stack(Arc<dyn PeerConnection>),
-    Direct(Arc<super::direct::DirectViewer>),
+    Direct(Arc<DirectViewer>),
 }
 
 impl Peer {
@@ -51,6 +51,21 @@ impl Peer {
     }
 }
 
+/// A freshly created session, as the HTTP layer needs to answer it.
+pub struct Created {
+    pub session_id: String,
+    pub answer: String,
+    pub etag: String,
+}
+
+/// What a PATCH did.
+pub enum Patched {
+    /// Candidates added; nothing to send back (204).
+    Trickled,
+    /// ICE restarted; send this answer fragment with the new ETag (200).
+    Restarted { fragment: String, etag: String },
+}
+
 /// Why a session ended; logged and sent with the `SessionEnded` event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndReason {
@@ -75,21 +90,6 @@ impl std::fmt::Display for EndReason {
             EndReason::Expired => f.write_str("credential expired"),
             EndReason::Revoked(why) => write!(f, "authorization revoked: {why}"),
             EndReason::Shutdown => f.write_str("server shutting down"),
-        }
-    }
-}
-
-/// Peer connection state, observed by the supervisor and by PATCH handling.
-pub struct PeerStates {
-    pub connection: watch::Sender<RTCPeerConnectionState>,
-    pub gathering: watch::Sender<RTCIceGatheringState>,
-}
-
-impl Default for PeerStates {
-    fn default() -> Self {
-        PeerStates {
-            connection: watch::channel(RTCPeerConnectionState::New).0,
-            gathering: watch::channel(RTCIceGatheringState::New).0,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! HTTP errors: a status code and a short plain-text message, never a stack trace.
 
 use crate::auth::Denied;
-use crate::sfu::SfuError;
+use crate::sfu::{Fault, Refusal, SfuError};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -38,16 +38,18 @@ impl IntoResponse for ApiError {
 
 impl From<SfuError> for ApiError {
     fn from(e: SfuError) -> Self {
-        let status = match &e {
-            SfuError::RoomNotFound | SfuError::SessionNotFound => StatusCode::NOT_FOUND,
-            SfuError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            SfuError::BadOffer(_) | SfuError::BadFragment(_) => StatusCode::BAD_REQUEST,
-            SfuError::Conflict(_) => StatusCode::CONFLICT,
-            SfuError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            SfuError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        let status = match e.fault() {
+            Fault::NotFound => StatusCode::NOT_FOUND,
+            Fault::Precondition => StatusCode::PRECONDITION_FAILED,
+            Fault::Client => StatusCode::BAD_REQUEST,
+            Fault::Conflict => StatusCode::CONFLICT,
+            Fault::Capacity => StatusCode::SERVICE_UNAVAILABLE,
+            Fault::Server => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if status.is_server_error() {
-            tracing::error!(error = %e, "request failed");
+        match e.fault() {
+            Fault::Server => tracing::error!(error = %e, "request failed"),
+            Fault::Capacity => tracing::warn!(error = %e, "request refused for capacity"),
+            _ => {}
         }
         ApiError::new(status, e.to_string())
     }
@@ -61,5 +63,14 @@ impl From<Denied> for ApiError {
             Denied::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, d.to_string())
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Denied(d) => d.into(),
+            Refusal::Sfu(e) => e.into(),
+        }
     }
 }

@@ -182,25 +182,23 @@ async fn create_session(
         ));
     }
     let admit = AdmitRequest {
-        counts: state.sfu.counts(&room),
-        replacing: None,
+        counts: Default::default(), // filled in by admission, under the room's lock
         room: room.clone(),
         action,
         credential: bearer(&headers),
         remote_addr: Some(peer),
+        replacing: None,
     };
-    let identity = state.sfu.gate().admit(&admit).await?;
+    // Who is it (in parallel with everyone else), then may they, on exact room counts.
+    let identity = state.sfu.gate().authenticate(&admit).await?;
+    let reservation = state.sfu.admit(admit.clone(), &identity).await?;
 
     // Run session set-up in its own task: if the client hangs up mid-request, the session
-    // still completes or fails cleanly instead of leaving a half-built peer connection.
+    // still completes or fails cleanly (giving its place back) instead of leaving a
+    // half-built peer connection.
     let sfu = state.sfu.clone();
     let offer = offer.to_owned();
-    let task = tokio::spawn(async move {
-        match action {
-            Action::Publish => sfu.publish(admit, identity, offer).await,
-            Action::Play => sfu.play(admit, identity, offer).await,
-        }
-    });
+    let task = tokio::spawn(async move { sfu.open(reservation, identity, admit, offer).await });
     let created = tokio::time::timeout(state.request_timeout, task)
         .await
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "session set-up timed out"))?

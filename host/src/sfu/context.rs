@@ -1,0 +1,49 @@
+//! What the parts of the SFU core share: how connections are built, the registry of rooms and
+//! sessions, admission, events and the room settings. Owned by [`Sfu`](super::Sfu), handed to
+//! each part by reference.
+
+use super::peer::PeerFactory;
+use super::registry::Registry;
+use crate::auth::Gatekeeper;
+use crate::config::{Config, PublisherConflict};
+use crate::events::EventBus;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+pub struct Context {
+    pub peers: PeerFactory,
+    pub registry: Arc<Registry>,
+    pub gate: Arc<dyn Gatekeeper>,
+    pub events: EventBus,
+    pub conflict: PublisherConflict,
+    pub connect_timeout: Duration,
+    pub shutting_down: AtomicBool,
+    next_key: AtomicU64,
+}
+
+impl Context {
+    pub fn new(config: &Config, gate: Arc<dyn Gatekeeper>, events: EventBus) -> Context {
+        Context {
+            peers: PeerFactory::new(config.webrtc.clone()),
+            registry: Arc::new(Registry::new(Duration::from_millis(
+                config.rooms.keyframe_request_interval_ms,
+            ))),
+            gate,
+            events,
+            conflict: config.rooms.on_publisher_conflict,
+            connect_timeout: Duration::from_secs(config.webrtc.connect_timeout_secs),
+            shutting_down: AtomicBool::new(false),
+            next_key: AtomicU64::new(1),
+        }
+    }
+
+    /// A small process-unique number for a new session (hub viewer sinks, publisher feeds).
+    pub fn next_key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}

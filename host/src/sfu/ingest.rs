@@ -1,0 +1,191 @@
+//! Publisher ingest (WHIP): the publisher's connection, and one reader per incoming track
+//! that hands what arrives to the room's hub — the start of the forwarding hot path.
+//!
+//! A simulcast track brings all its layers (one SSRC each) through one reader; a publisher with
+//! several tracks of a kind has one reader per track. The hub decides which stream viewers get
+//! (see [`layers`](super::layers)).
+
+use super::context::Context;
+use super::error::SfuError;
+use super::negotiate::negotiate;
+use super::peer::{DtlsSide, PeerRole};
+use super::room::{PublisherSlot, Room};
+use super::session::{Created, EndReason, Peer};
+use super::state::{PeerStates, StateHandler};
+use super::supervise::{self, NewSession};
+use super::admission::Reservation;
+use crate::auth::{Action, AdmitRequest, Identity};
+use futures::FutureExt;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
+use std::sync::{Arc, OnceLock, Weak};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
+};
+
+/// Most packets the publisher's reader hands to the hub at once.
+const MAX_BURST: usize = 16;
+
+/// WHIP: start a publisher session in the reserved room.
+pub async fn start_publisher(
+    ctx: &Arc<Context>,
+    reservation: Reservation,
+    identity: Identity,
+    admit: AdmitRequest,
+    offer: String,
+) -> Result<Created, SfuError> {
+    let room = reservation.room().clone();
+    let key = ctx.next_key();
+    let states = Arc::new(PeerStates::default());
+    let handler = Arc::new(PublisherHandler {
+        inner: StateHandler {
+            states: states.clone(),
+        },
+        room: room.clone(),
+        key,
+        pc: OnceLock::new(),
+    });
+    let pc = ctx
+        .peers
+        .build(handler.clone(), DtlsSide::from_offer(&offer), PeerRole::Publisher)
+        .await?;
+    let _ = handler.pc.set(Arc::downgrade(&pc));
+    let peer = Peer::Stack(pc.clone());
+    let answer = match negotiate(&ctx.peers, &peer, &states, offer).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            let _ = pc.close().await;
+            return Err(e);
+        }
+    };
+    let id = supervise::new_session_id();
+    let replaced = reservation.commit_publisher(PublisherSlot {
+        session: id.clone(),
+        subject: identity.subject.clone(),
+    });
+    let session = supervise::register(
+        ctx,
+        NewSession {
+            id,
+            key,
+            room,
+            action: Action::Publish,
+            peer,
+            identity,
+            admit,
+            states,
+        },
+    );
+    if let Some(old) = replaced.and_then(|p| ctx.registry.session_by_id(&p.session)) {
+        old.end(EndReason::Replaced);
+    }
+    Ok(Created {
+        session_id: session.id.clone(),
+        etag: session.etag(),
+        answer,
+    })
+}
+
+/// Receives the publisher connection's callbacks: state changes, and its incoming tracks.
+struct PublisherHandler {
+    inner: StateHandler,
+    room: Arc<Room>,
+    /// The publisher session's key: a new publisher's tracks replace the old one's in the hubs.
+    key: u64,
+    pc: OnceLock<Weak<dyn PeerConnection>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for PublisherHandler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        self.inner.on_ice_gathering_state_change(state).await;
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.inner.on_connection_state_change(state).await;
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let room = self.room.clone();
+        let pc = self.pc.get().and_then(Weak::upgrade);
+        let key = self.key;
+        tokio::spawn(async move {
+            let kind = track.kind().await;
+            let codecs = match pc {
+                Some(pc) => receiver_codecs(&pc, &track).await,
+                None => Vec::new(),
+            };
+            read_track(room.hub(kind).clone(), kind, track, key, codecs).await;
+        });
+    }
+}
+
+/// The publisher's reader: wait for a packet, take whatever else is already queued behind it
+/// (up to MAX_BURST), and hand the burst to the hub, which fans it out in place.
+async fn read_track(
+    hub: Arc<super::forward::TrackHub>,
+    kind: RtpCodecKind,
+    track: Arc<dyn TrackRemote>,
+    publisher: u64,
+    codecs: Vec<RTCRtpCodecParameters>,
+) {
+    let feed = hub.attach_feed(track.clone(), publisher, codecs);
+    if kind == RtpCodecKind::Video {
+        hub.request_keyframe();
+    }
+    let mut burst = Vec::with_capacity(MAX_BURST);
+    let mut open = true;
+    while open {
+        burst.clear();
+        match track.poll().await {
+            Some(event) => take(&hub, feed, &mut burst, event),
+            None => break,
+        }
+        while burst.len() < MAX_BURST {
+            match track.poll().now_or_never() {
+                Some(Some(event)) => take(&hub, feed, &mut burst, event),
+                Some(None) => {
+                    open = false;
+                    break;
+                }
+                None => break, // nothing more queued right now
+            }
+        }
+        hub.forward_burst(feed, &mut burst);
+    }
+    hub.detach_feed(feed);
+}
+
+fn take(
+    hub: &super::forward::TrackHub,
+    feed: super::layers::FeedId,
+    burst: &mut Vec<rtc::rtp::Packet>,
+    event: TrackRemoteEvent,
+) {
+    match event {
+        TrackRemoteEvent::OnRtpPacket(packet) => burst.push(packet),
+        // Simulcast: each layer opens with its RID and SSRC.
+        TrackRemoteEvent::OnOpen(init) => {
+            if let Some(rid) = init.rid {
+                hub.name_stream(feed, init.ssrc, rid);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The codecs negotiated on the receiver that owns `track`.
+async fn receiver_codecs(
+    pc: &Arc<dyn PeerConnection>,
+    track: &Arc<dyn TrackRemote>,
+) -> Vec<RTCRtpCodecParameters> {
+    let id = track.track_id().await;
+    for receiver in pc.get_receivers().await {
+        if receiver.track().track_id().await == id
+            && let Ok(params) = receiver.get_parameters().await
+        {
+            return params.rtp_parameters.codecs;
+        }
+    }
+    Vec::new()
+}

@@ -1,0 +1,134 @@
+//! A session's life after set-up: registration, the supervisor that ends it (ICE failure,
+//! connect timeout, credential expiry, a denied re-check, DELETE, shutdown), and teardown —
+//! the only place a session's resources are released.
+
+use super::context::Context;
+use super::room::Room;
+use super::session::{EndReason, Peer, Session};
+use super::state::PeerStates;
+use crate::auth::{Action, AdmitRequest, Identity};
+use crate::events::Event;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use webrtc::peer_connection::RTCPeerConnectionState;
+
+/// A fresh session id (the last path segment of the session resource URL).
+pub fn new_session_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// What a new session is made of.
+pub struct NewSession {
+    pub id: String,
+    pub key: u64,
+    pub room: Arc<Room>,
+    pub action: Action,
+    pub peer: Peer,
+    pub identity: Identity,
+    pub admit: AdmitRequest,
+    pub states: Arc<PeerStates>,
+}
+
+/// Make the session visible (PATCH, DELETE, counts), announce it and start its supervisor.
+/// Its room occupancy must already be committed.
+pub fn register(ctx: &Arc<Context>, new: NewSession) -> Arc<Session> {
+    let session = Arc::new(Session::new(
+        new.id.clone(),
+        new.key,
+        new.room.clone(),
+        new.action,
+        new.peer,
+        new.identity,
+        new.admit,
+        new.states,
+    ));
+    ctx.registry.insert_session(session.clone());
+    tracing::info!(
+        session = %new.id, room = %new.room.name, action = %new.action,
+        subject = %session.identity.subject, "session started"
+    );
+    ctx.events.publish(Event::SessionStarted {
+        session: new.id,
+        room: new.room.name.clone(),
+        action: new.action,
+        subject: session.identity.subject.clone(),
+    });
+    tokio::spawn(supervise(ctx.clone(), session.clone()));
+    session
+}
+
+/// Runs for the life of a session and is the only place it is torn down.
+async fn supervise(ctx: Arc<Context>, session: Arc<Session>) {
+    let mut connection = session.states.connection.subscribe();
+    let mut ending = session.ending();
+    let connect_deadline = tokio::time::sleep(ctx.connect_timeout);
+    tokio::pin!(connect_deadline);
+    let mut connected = false;
+    let expiry = session.identity.expires_at.map(|at| {
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+    });
+    let expiry_sleep = tokio::time::sleep(expiry.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(expiry_sleep);
+    let mut recheck = session.identity.recheck_every.map(|every| {
+        let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
+
+    loop {
+        tokio::select! {
+            _ = ending.changed() => break,
+            changed = connection.changed() => {
+                if changed.is_err() { session.end(EndReason::PeerClosed); continue; }
+                match *connection.borrow_and_update() {
+                    RTCPeerConnectionState::Connected => connected = true,
+                    RTCPeerConnectionState::Failed => session.end(EndReason::IceFailed),
+                    RTCPeerConnectionState::Closed => session.end(EndReason::PeerClosed),
+                    _ => {}
+                }
+            }
+            _ = &mut connect_deadline, if !connected => session.end(EndReason::ConnectTimeout),
+            _ = &mut expiry_sleep, if expiry.is_some() => session.end(EndReason::Expired),
+            _ = async { recheck.as_mut().expect("guarded").tick().await }, if recheck.is_some() => {
+                let mut req = session.admit.clone();
+                req.counts = session.room.counts();
+                if let Err(denied) = ctx.gate.recheck(&req, &session.identity).await {
+                    session.end(EndReason::Revoked(denied.to_string()));
+                }
+            }
+        }
+    }
+
+    let reason = ending.borrow().clone().unwrap_or(EndReason::PeerClosed);
+    teardown(&ctx, &session, reason).await;
+}
+
+async fn teardown(ctx: &Context, session: &Arc<Session>, reason: EndReason) {
+    let room = &session.room;
+    match session.action {
+        Action::Publish => room.clear_publisher(&session.id),
+        Action::Play => room.viewer_left(),
+    }
+    session.pc.close().await;
+    ctx.registry.release_room(room);
+    // Last, so a session count of zero means every resource is already released.
+    ctx.registry.remove_session(&session.id);
+    match &reason {
+        EndReason::Expired | EndReason::Revoked(_) => tracing::warn!(
+            session = %session.id, room = %room.name, action = %session.action,
+            subject = %session.identity.subject, %reason, "session ended by policy"
+        ),
+        _ => tracing::info!(
+            session = %session.id, room = %room.name, action = %session.action,
+            %reason, "session ended"
+        ),
+    }
+    ctx.events.publish(Event::SessionEnded {
+        session: session.id.clone(),
+        room: room.name.clone(),
+        action: session.action,
+        subject: session.identity.subject.clone(),
+        reason: reason.to_string(),
+    });
+}
