@@ -248,3 +248,59 @@ async fn answers_negotiate_nack_rtx_and_keyframe_feedback() {
     viewer.close().await;
     server.shutdown().await;
 }
+
+/// A media tap (what the recorder will use) gets exactly what viewers get; a tap nobody reads
+/// loses its own packets, counted, and viewers lose nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_taps_get_the_room_and_a_stalled_tap_only_loses_its_own() {
+    use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+    use switchboard::sfu::tap::TapPacket;
+    let (server, base) = start("").await;
+    let publisher = Arc::new(Publisher::connect(&base, "taps", &opts()).await.unwrap());
+    publisher.wait_connected(T).await.unwrap();
+    let viewer = Viewer::connect(&base, "taps", &opts()).await.unwrap();
+    viewer.wait_connected(T).await.unwrap();
+    let room = server.sfu().room("taps").expect("room");
+    let mut reader = room.tap(4096);
+    let stalled = room.tap(4);
+    let stop = Arc::new(AtomicBool::new(false));
+    let streaming = {
+        let (p, s) = (publisher.clone(), stop.clone());
+        tokio::spawn(async move { p.stream(StreamShape::default(), &s).await })
+    };
+    let mut got: Vec<TapPacket> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Some(p)) = tokio::time::timeout(Duration::from_millis(100), reader.recv()).await {
+            got.push(p);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    streaming.await.unwrap();
+
+    let kind = |k| got.iter().filter(|p| p.kind == k).count();
+    assert!(kind(RtpCodecKind::Video) > 100, "video reaches the tap");
+    assert!(kind(RtpCodecKind::Audio) > 50, "audio reaches the tap");
+    let video: Vec<u16> = got
+        .iter()
+        .filter(|p| p.kind == RtpCodecKind::Video)
+        .map(|p| p.packet.header.sequence_number)
+        .collect();
+    assert!(
+        video.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "a read tap loses nothing"
+    );
+    assert_eq!(reader.dropped(), 0);
+    assert!(
+        reader
+            .codecs(RtpCodecKind::Video)
+            .iter()
+            .any(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case("video/VP8")),
+        "the tap can name the codec of what it gets"
+    );
+    assert!(stalled.dropped() > 100, "the stalled tap lost its own packets");
+    assert!(viewer.stats.packets() > 150, "the viewer kept receiving");
+    assert_eq!(viewer.stats.lost.load(Ordering::Relaxed), 0, "and lost nothing");
+    drop(stalled);
+    server.shutdown().await;
+}

@@ -91,3 +91,66 @@ async fn public_ip_url_and_ice_servers_are_advertised() {
     offerer.close().await;
     server.shutdown().await;
 }
+
+/// A full UDP port range is capacity, not a server fault: 503 with a reason, never 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_port_range_answers_503() {
+    // Hold both ports of the range ourselves, as other processes (or sessions) would.
+    let held: Vec<std::net::UdpSocket> = (41100..=41101)
+        .map(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).expect("test owns the range"))
+        .collect();
+    let (server, base) = start("udp_port_range = [41100, 41101]\n").await;
+    let refused = |r: Result<(), switchboard::client::ClientError>, what: &str| match r {
+        Err(switchboard::client::ClientError::Http { status, body }) => {
+            assert_eq!(status, 503, "{what}: {body}");
+            assert!(body.contains("no free UDP port"), "{what}: {body}");
+        }
+        other => panic!("{what}: expected 503, got {:?}", other.err()),
+    };
+    let viewer = Viewer::connect(&base, "full", &opts()).await.map(|_| ());
+    refused(viewer, "WHEP");
+    let publisher = switchboard::client::Publisher::connect(&base, "full", &opts())
+        .await
+        .map(|_| ());
+    refused(publisher, "WHIP");
+    assert_eq!(server.sfu().session_count(), 0);
+    assert!(server.sfu().room("full").is_none(), "nothing left behind");
+    drop(held);
+    server.shutdown().await;
+}
+
+/// ICE servers marked `client_only` are handed to clients but not gathered through, so
+/// viewers stay on the direct driver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_only_ice_servers_reach_clients_and_keep_the_direct_driver() {
+    let (server, base) = start(
+        "ice_servers = [{ urls = [\"turn:turn.example.net:3478\"], username = \"u\", credential = \"p\", client_only = true }]\n",
+    )
+    .await;
+    let v = Viewer::connect(&base, "relay", &opts()).await.unwrap();
+    v.wait_connected(T).await.expect("viewer connects");
+    let id = v.resource.url.rsplit('/').next().unwrap();
+    let session = server.sfu().session("relay", id).unwrap();
+    assert!(
+        matches!(session.pc, switchboard::sfu::session::Peer::Direct(_)),
+        "viewer stays on the direct driver"
+    );
+    let r = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("{base}/whep/relay"))
+        .send()
+        .await
+        .unwrap();
+    let links: Vec<String> = r
+        .headers()
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        links
+            .iter()
+            .any(|l| l.starts_with("<turn:turn.example.net:3478>; rel=\"ice-server\"")),
+        "{links:?}"
+    );
+    server.shutdown().await;
+}

@@ -12,6 +12,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// to 0 and writes the keyframe start code and dimensions. `stamp` (e.g. send time in µs) is
 /// embedded after the header so receivers can measure one-way delay.
 pub fn vp8_payload(start: bool, keyframe: bool, stamp: u64, size: usize) -> Bytes {
+    vp8_payload_tagged(start, keyframe, stamp, size, 0xa5)
+}
+
+/// [`vp8_payload`] with `fill` as the filler byte, so a receiver can tell which stream (e.g.
+/// which simulcast layer) a packet came from.
+pub fn vp8_payload_tagged(start: bool, keyframe: bool, stamp: u64, size: usize, fill: u8) -> Bytes {
     let mut b = BytesMut::with_capacity(size.max(20));
     b.put_u8(if start { 0x10 } else { 0x00 }); // X=0 R=0 N=0 S PID=0
     if start {
@@ -27,43 +33,21 @@ pub fn vp8_payload(start: bool, keyframe: bool, stamp: u64, size: usize) -> Byte
         }
     }
     b.put_u64(stamp);
-    while b.len() < size {
-        b.put_u8(0xa5);
-    }
+    // At least one filler byte, so the tag is always there.
+    let len = size.max(b.len() + 1);
+    b.resize(len, fill);
     b.freeze()
 }
 
 /// Is this VP8 RTP payload the first packet of a keyframe?
 pub fn vp8_is_keyframe(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else {
-        return false;
-    };
-    if first & 0x10 == 0 {
-        return false; // not the start of a partition
-    }
-    // Skip the extended descriptor fields (X, I/L/T/K) to reach the frame tag.
-    let mut i = 1;
-    if first & 0x80 != 0 {
-        let Some(&ext) = payload.get(i) else {
-            return false;
-        };
-        i += 1;
-        if ext & 0x80 != 0 {
-            // PictureID: 1 or 2 bytes.
-            match payload.get(i) {
-                Some(b) if b & 0x80 != 0 => i += 2,
-                Some(_) => i += 1,
-                None => return false,
-            }
-        }
-        if ext & 0x40 != 0 {
-            i += 1;
-        }
-        if ext & 0x30 != 0 {
-            i += 1;
-        }
-    }
-    payload.get(i).is_some_and(|tag| tag & 0x01 == 0)
+    crate::sfu::codec::MediaCodec::Vp8.starts_keyframe(payload) == Some(true)
+}
+
+/// The filler byte of one of our payloads: which simulcast layer sent it (see
+/// [`vp8_payload_tagged`]).
+pub fn vp8_fill(payload: &[u8]) -> Option<u8> {
+    payload.last().copied()
 }
 
 /// The stamp `vp8_payload` embedded, if this payload is one of ours.
@@ -104,14 +88,5 @@ mod tests {
         assert_eq!(vp8_stamp(&d), Some(43));
         assert_eq!(vp8_stamp(&c), Some(44));
         assert_eq!(k.len(), 1000);
-    }
-
-    #[test]
-    fn extended_descriptor_is_skipped() {
-        // X=1, I=1 with a 15-bit picture id, then a keyframe tag.
-        let p = [0x90, 0x80, 0x81, 0x23, 0x10, 0x02, 0x00];
-        assert!(vp8_is_keyframe(&p));
-        let p = [0x90, 0x80, 0x81, 0x23, 0x11, 0x02, 0x00];
-        assert!(!vp8_is_keyframe(&p));
     }
 }

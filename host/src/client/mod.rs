@@ -59,6 +59,12 @@ pub struct ClientOptions {
     /// The load tool shortens it: a webrtc-rs client only starts DTLS on its next check tick
     /// after the pair is selected, which would add up to one interval to every join it times.
     pub ice_check_interval: Option<Duration>,
+    /// Publish video as simulcast with these RIDs, lowest layer first (e.g. `["q", "h", "f"]`):
+    /// each layer its own SSRC, a quarter of the next one's bitrate, tagged in its payload
+    /// filler byte with its index + 1 so viewers can tell which layer they got.
+    pub simulcast: Vec<String>,
+    /// Viewers: keep a trace of every video packet received (see [`ViewerStats::video_trace`]).
+    pub trace_video: bool,
 }
 
 impl Default for ClientOptions {
@@ -70,6 +76,8 @@ impl Default for ClientOptions {
             rsa_key_pkcs8: None,
             dtls_setup: None,
             ice_check_interval: None,
+            simulcast: Vec::new(),
+            trace_video: false,
         }
     }
 }
@@ -132,6 +140,10 @@ async fn build_pc(
 ) -> Result<Arc<dyn PeerConnection>, ClientError> {
     let mut media = MediaEngine::default();
     media.register_default_codecs().map_err(rtc_err)?;
+    if !opts.simulcast.is_empty() {
+        rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers(&mut media)
+            .map_err(rtc_err)?;
+    }
     let registry = register_default_interceptors(Registry::new(), &mut media).map_err(rtc_err)?;
     // Inbound RTCP ends inside the default chain; without this the publisher never sees PLI/FIR.
     let registry = with_keyframe_forwarding(registry);
@@ -280,14 +292,28 @@ pub struct Publisher {
     http: reqwest::Client,
     video: Arc<TrackLocalStaticRTP>,
     audio: Arc<TrackLocalStaticRTP>,
-    video_ssrc: u32,
+    /// One per simulcast layer, lowest first; one in all without simulcast.
+    layers: Arc<Vec<VideoLayer>>,
     audio_ssrc: u32,
     video_pt: u8,
     audio_pt: u8,
-    /// Set when the server asked for a keyframe (PLI/FIR).
-    keyframe_wanted: Arc<AtomicBool>,
+    /// Simulcast: the negotiated ids of the mid and rid header extensions, and our mid.
+    stream_ids: Option<(u8, u8, bytes::Bytes)>,
     pub keyframe_requests: Arc<AtomicU64>,
     pub sent_packets: AtomicU64,
+}
+
+/// One video stream a publisher sends: the only one, or a simulcast layer.
+struct VideoLayer {
+    rid: Option<String>,
+    ssrc: u32,
+    /// Share of the configured video bitrate.
+    share: f64,
+    /// Filler byte of its payloads.
+    tag: u8,
+    active: AtomicBool,
+    /// Set when the server asked for a keyframe (PLI/FIR) on it.
+    keyframe_wanted: AtomicBool,
 }
 
 /// The shape of the synthetic stream.
@@ -322,10 +348,13 @@ impl Publisher {
             viewer: None,
         });
         let pc = build_pc(opts, handler).await?;
-        let (video, video_ssrc, video_tr) =
-            local_track(&pc, RtpCodecKind::Video, &opts.video_codec).await?;
-        let (audio, audio_ssrc, audio_tr) =
-            local_track(&pc, RtpCodecKind::Audio, "audio/opus").await?;
+        let layers = video_layers(&opts.simulcast);
+        let (video, video_tr) =
+            local_track(&pc, RtpCodecKind::Video, &opts.video_codec, &layers).await?;
+        let audio_ssrc = rand::random::<u32>();
+        let audio_layer = [(None, audio_ssrc)];
+        let (audio, audio_tr) =
+            local_track(&pc, RtpCodecKind::Audio, "audio/opus", &audio_layer).await?;
         let http = reqwest::Client::new();
         let endpoint = format!("{base}/whip/{room}");
         let resource = match signal(&http, &endpoint, opts, &pc, &states, || ()).await {
@@ -337,14 +366,28 @@ impl Publisher {
         };
         let video_pt = negotiated_pt(&video_tr, &opts.video_codec).await?;
         let audio_pt = negotiated_pt(&audio_tr, "audio/opus").await?;
-        let keyframe_wanted = Arc::new(AtomicBool::new(true));
+        let stream_ids = match opts.simulcast.is_empty() {
+            true => None,
+            false => Some(stream_id_extensions(&video_tr).await?),
+        };
+        let count = layers.len();
+        let layers: Arc<Vec<VideoLayer>> = Arc::new(
+            layers
+                .into_iter()
+                .enumerate()
+                .map(|(i, (rid, ssrc))| VideoLayer {
+                    tag: if rid.is_some() { i as u8 + 1 } else { 0xa5 },
+                    rid,
+                    ssrc,
+                    share: 4f64.powi(i as i32 + 1 - count as i32),
+                    active: AtomicBool::new(true),
+                    keyframe_wanted: AtomicBool::new(true),
+                })
+                .collect(),
+        );
         let keyframe_requests = Arc::new(AtomicU64::new(0));
         {
-            let (video, wanted, count) = (
-                video.clone(),
-                keyframe_wanted.clone(),
-                keyframe_requests.clone(),
-            );
+            let (video, layers, count) = (video.clone(), layers.clone(), keyframe_requests.clone());
             let mut connection = states.connection.subscribe();
             tokio::spawn(async move {
                 // Wait for the connection, then read the keyframe requests the SFU relays. They
@@ -357,9 +400,15 @@ impl Publisher {
                     return;
                 }
                 while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = video.poll().await {
-                    if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+                    for p in packets.iter().filter(|p| is_keyframe_request(p.as_ref())) {
                         count.fetch_add(1, Ordering::Relaxed);
-                        wanted.store(true, Ordering::Relaxed);
+                        let asked = p.destination_ssrc();
+                        let named: Vec<_> =
+                            layers.iter().filter(|l| asked.contains(&l.ssrc)).collect();
+                        // A request naming none of our SSRCs is for the whole track.
+                        for layer in if named.is_empty() { layers.iter().collect() } else { named } {
+                            layer.keyframe_wanted.store(true, Ordering::Relaxed);
+                        }
                     }
                 }
             });
@@ -371,14 +420,32 @@ impl Publisher {
             http,
             video,
             audio,
-            video_ssrc,
+            layers,
             audio_ssrc,
             video_pt,
             audio_pt,
-            keyframe_wanted,
+            stream_ids,
             keyframe_requests,
             sent_packets: AtomicU64::new(0),
         })
+    }
+
+    /// Simulcast: start or stop sending the layer `rid`, as an encoder dropping a layer for
+    /// bandwidth (or a browser told `active: false`) does. Returns whether the layer exists.
+    pub fn set_layer_active(&self, rid: &str, active: bool) -> bool {
+        self.layers
+            .iter()
+            .find(|l| l.rid.as_deref() == Some(rid))
+            .map(|l| l.active.store(active, Ordering::Relaxed))
+            .is_some()
+    }
+
+    /// The SSRC of simulcast layer `rid`.
+    pub fn layer_ssrc(&self, rid: &str) -> Option<u32> {
+        self.layers
+            .iter()
+            .find(|l| l.rid.as_deref() == Some(rid))
+            .map(|l| l.ssrc)
     }
 
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
@@ -394,7 +461,8 @@ impl Publisher {
         let frame_bytes = (shape.video_bitrate / 8 / shape.fps.max(1)) as usize;
         let epoch = tokio::time::Instant::now();
         let (mut next_frame, mut next_audio) = (epoch, epoch);
-        let (mut vseq, mut aseq) = (rand::random::<u16>(), rand::random::<u16>());
+        let mut vseqs: Vec<u16> = self.layers.iter().map(|_| rand::random()).collect();
+        let mut aseq = rand::random::<u16>();
         let (vts0, ats0) = (rand::random::<u32>(), rand::random::<u32>());
         let mut frame: u64 = 0;
         let mut audio_due = Duration::ZERO;
@@ -405,27 +473,38 @@ impl Publisher {
             let stamp = unix_micros();
             if next_frame <= wall {
                 next_frame += frame_interval;
-                let keyframe = self.keyframe_wanted.swap(false, Ordering::Relaxed)
-                    || frame.is_multiple_of(shape.keyframe_every.max(1) as u64);
+                let periodic = frame.is_multiple_of(shape.keyframe_every.max(1) as u64);
                 frame += 1;
                 let vts = vts0.wrapping_add((now.as_micros() as u64 * 90 / 1000) as u32);
-                let chunks = frame_bytes.div_ceil(1100).max(1);
-                for c in 0..chunks {
-                    let size = (frame_bytes / chunks).clamp(24, 1200);
-                    let packet = rtp::Packet {
-                        header: rtp::header::Header {
-                            version: 2,
-                            marker: c + 1 == chunks,
-                            payload_type: self.video_pt,
-                            sequence_number: vseq,
-                            timestamp: vts,
-                            ssrc: self.video_ssrc,
-                            ..Default::default()
-                        },
-                        payload: media::vp8_payload(c == 0, keyframe, stamp, size),
-                    };
-                    vseq = vseq.wrapping_add(1);
-                    self.send(&self.video, packet).await;
+                for (layer, vseq) in self.layers.iter().zip(vseqs.iter_mut()) {
+                    if !layer.active.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let keyframe = layer.keyframe_wanted.swap(false, Ordering::Relaxed) || periodic;
+                    let bytes = (frame_bytes as f64 * layer.share) as usize;
+                    let chunks = bytes.div_ceil(1100).max(1);
+                    for c in 0..chunks {
+                        let size = (bytes / chunks).clamp(24, 1200);
+                        let mut packet = rtp::Packet {
+                            header: rtp::header::Header {
+                                version: 2,
+                                marker: c + 1 == chunks,
+                                payload_type: self.video_pt,
+                                sequence_number: *vseq,
+                                timestamp: vts,
+                                ssrc: layer.ssrc,
+                                ..Default::default()
+                            },
+                            payload: media::vp8_payload_tagged(c == 0, keyframe, stamp, size, layer.tag),
+                        };
+                        if let (Some((mid_id, rid_id, mid)), Some(rid)) = (&self.stream_ids, &layer.rid) {
+                            // How the receiver tells simulcast layers apart (RFC 8852).
+                            let _ = packet.header.set_extension(*mid_id, mid.clone());
+                            let _ = packet.header.set_extension(*rid_id, bytes::Bytes::from(rid.clone().into_bytes()));
+                        }
+                        *vseq = vseq.wrapping_add(1);
+                        self.send(&self.video, packet).await;
+                    }
                 }
             }
             while next_audio <= wall {
@@ -484,26 +563,51 @@ async fn negotiated_pt(
         .ok_or_else(|| ClientError::WebRtc(format!("server did not accept {mime}")))
 }
 
+/// A sending track of `kind` with one encoding per `(rid, ssrc)` (several: simulcast).
 async fn local_track(
     pc: &Arc<dyn PeerConnection>,
     kind: RtpCodecKind,
     mime: &str,
+    encodings: &[(Option<String>, u32)],
 ) -> Result<
     (
         Arc<TrackLocalStaticRTP>,
-        u32,
         Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>,
     ),
     ClientError,
 > {
-    let ssrc = rand::random::<u32>();
     let mime = if kind == RtpCodecKind::Audio {
         "audio/opus"
     } else {
         mime
     };
-    let track =
-        crate::sfu::peer::rtp_track("publisher".into(), format!("{kind}"), kind, mime, ssrc);
+    let (first_rid, first_ssrc) = encodings
+        .first()
+        .cloned()
+        .ok_or_else(|| ClientError::WebRtc("a track needs an encoding".into()))?;
+    let mut track =
+        crate::sfu::peer::media_track("publisher".into(), format!("{kind}"), kind, mime, first_ssrc);
+    if let Some(rid) = first_rid {
+        // Simulcast: every encoding carries its RID; the first one was built without.
+        let mut codings = track.codings().to_vec();
+        for c in codings.iter_mut() {
+            c.rtp_coding_parameters.rid = rid.clone();
+        }
+        for (rid, ssrc) in &encodings[1..] {
+            let mut extra = codings[0].clone();
+            extra.rtp_coding_parameters.rid = rid.clone().unwrap_or_default();
+            extra.rtp_coding_parameters.ssrc = Some(*ssrc);
+            codings.push(extra);
+        }
+        track = rtc::media_stream::MediaStreamTrack::new(
+            "publisher".into(),
+            format!("{kind}"),
+            format!("{kind}"),
+            kind,
+            codings,
+        );
+    }
+    let track = Arc::new(TrackLocalStaticRTP::new(track));
     let transceiver = pc
         .add_transceiver_from_track(
             track.clone() as Arc<dyn TrackLocal>,
@@ -514,7 +618,49 @@ async fn local_track(
         )
         .await
         .map_err(rtc_err)?;
-    Ok((track, ssrc, transceiver))
+    Ok((track, transceiver))
+}
+
+/// `(rid, ssrc)` per video stream: one without simulcast, else one per RID.
+fn video_layers(simulcast: &[String]) -> Vec<(Option<String>, u32)> {
+    if simulcast.is_empty() {
+        return vec![(None, rand::random())];
+    }
+    simulcast
+        .iter()
+        .map(|rid| (Some(rid.clone()), rand::random()))
+        .collect()
+}
+
+/// The negotiated ids of the mid and rid header extensions on `transceiver`, and its mid.
+async fn stream_id_extensions(
+    transceiver: &Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>,
+) -> Result<(u8, u8, bytes::Bytes), ClientError> {
+    let sender = transceiver
+        .sender()
+        .await
+        .map_err(rtc_err)?
+        .ok_or_else(|| ClientError::WebRtc("transceiver has no sender".into()))?;
+    let params = sender.get_parameters().await.map_err(rtc_err)?;
+    let id = |uri: &str| {
+        params
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .find(|e| e.uri == uri)
+            .map(|e| e.id as u8)
+            .ok_or_else(|| ClientError::WebRtc(format!("server did not accept {uri}")))
+    };
+    let mid = transceiver
+        .mid()
+        .await
+        .map_err(rtc_err)?
+        .ok_or_else(|| ClientError::WebRtc("video transceiver has no mid".into()))?;
+    Ok((
+        id("urn:ietf:params:rtp-hdrext:sdes:mid")?,
+        id("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id")?,
+        bytes::Bytes::from(mid.into_bytes()),
+    ))
 }
 
 /// What a viewer has received so far.
@@ -537,6 +683,20 @@ pub struct ViewerStats {
     seqs: Mutex<Vec<(u32, u16)>>,
     /// One-way delay samples in µs (sender stamp to arrival).
     pub delays_us: Mutex<Vec<u32>>,
+    /// Every video packet received, when the viewer was built with `trace_video`.
+    pub video_trace: Mutex<Option<Vec<VideoPacketSeen>>>,
+}
+
+/// One received video packet, as traced for tests.
+#[derive(Debug, Clone, Copy)]
+pub struct VideoPacketSeen {
+    pub ssrc: u32,
+    pub seq: u16,
+    pub timestamp: u32,
+    /// The payload's filler byte (see [`media::vp8_payload_tagged`]): which layer sent it.
+    pub tag: Option<u8>,
+    /// First packet of a keyframe.
+    pub keyframe: bool,
 }
 
 impl ViewerStats {
@@ -561,9 +721,19 @@ impl ViewerStats {
             }
             _ => {
                 self.video_packets.fetch_add(1, Ordering::Relaxed);
-                if media::vp8_is_keyframe(&packet.payload) {
+                let keyframe = media::vp8_is_keyframe(&packet.payload);
+                if keyframe {
                     self.keyframes.fetch_add(1, Ordering::Relaxed);
                     self.mark(&self.first_keyframe_us);
+                }
+                if let Some(trace) = self.video_trace.lock().as_mut() {
+                    trace.push(VideoPacketSeen {
+                        ssrc: packet.header.ssrc,
+                        seq: packet.header.sequence_number,
+                        timestamp: packet.header.timestamp,
+                        tag: media::vp8_fill(&packet.payload),
+                        keyframe,
+                    });
                 }
                 media::vp8_stamp(&packet.payload)
             }
@@ -637,6 +807,9 @@ impl Viewer {
         opts: &ClientOptions,
     ) -> Result<Viewer, ClientError> {
         let stats = Arc::new(ViewerStats::default());
+        if opts.trace_video {
+            *stats.video_trace.lock() = Some(Vec::new());
+        }
         let states = Arc::new(PeerStates::default());
         let handler = Arc::new(ClientHandler {
             states: states.clone(),
