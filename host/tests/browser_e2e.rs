@@ -15,10 +15,12 @@ use switchboard::config::Config;
 use switchboard::server::Server;
 use tokio::io::AsyncReadExt;
 
-/// How long the browser script may take in total (it gives up on its own a little earlier).
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
-/// The script's own deadline, leaving it time to report and clean up before we kill it.
+/// How long the browser script may take beyond its own deadline before it is killed: time to
+/// report and clean up.
+const BROWSER_GRACE: Duration = Duration::from_secs(15);
+/// The script's own deadline, per scenario.
 const SCRIPT_TIMEOUT_MS: u64 = 45_000;
+const SIMULCAST_SCRIPT_TIMEOUT_MS: u64 = 90_000;
 const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn e2e_dir() -> PathBuf {
@@ -83,13 +85,15 @@ struct ScriptRun {
     timed_out: bool,
 }
 
-/// Runs `node browser.mjs <base>` in its own process group, bounded by [`BROWSER_TIMEOUT`].
-async fn run_browser_script(dir: &Path, base: &str) -> ScriptRun {
+/// Runs `node browser.mjs <base> <extra>` in its own process group, bounded by its deadline
+/// plus [`BROWSER_GRACE`].
+async fn run_browser_script(dir: &Path, base: &str, timeout_ms: u64, extra: &[&str]) -> ScriptRun {
     let mut child = tokio::process::Command::new("node")
         .arg("browser.mjs")
         .arg(base)
         .arg("--timeout-ms")
-        .arg(SCRIPT_TIMEOUT_MS.to_string())
+        .arg(timeout_ms.to_string())
+        .args(extra)
         .current_dir(dir)
         .env("CHROMIUM_BIN", chromium_bin())
         .stdin(Stdio::null())
@@ -108,7 +112,8 @@ async fn run_browser_script(dir: &Path, base: &str) -> ScriptRun {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut timed_out = false;
     let mut status = None;
-    for (limit, last_chance) in [(BROWSER_TIMEOUT, false), (Duration::from_secs(5), true)] {
+    let limit = Duration::from_millis(timeout_ms) + BROWSER_GRACE;
+    for (limit, last_chance) in [(limit, false), (Duration::from_secs(5), true)] {
         let finished = tokio::time::timeout(limit, async {
             let (_, _, status) = tokio::join!(
                 out.read_to_end(&mut stdout),
@@ -143,8 +148,9 @@ fn number(v: &Value, pointer: &str) -> u64 {
     v.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_publishes_and_plays_through_embedded_pages() {
+/// Start a server, run the browser script against it, shut the server down, and return the
+/// script's JSON result (asserting it succeeded) and how long it took.
+async fn browser_run(timeout_ms: u64, extra: &[&str]) -> (Value, Duration) {
     let dir = e2e_dir();
     check_prerequisites(&dir);
 
@@ -156,7 +162,7 @@ async fn browser_publishes_and_plays_through_embedded_pages() {
     let base = format!("http://{}", server.http_addr());
 
     let started = Instant::now();
-    let run = run_browser_script(&dir, &base).await;
+    let run = run_browser_script(&dir, &base, timeout_ms, extra).await;
     let elapsed = started.elapsed();
     // Shut the server down before asserting so a failure does not leak its sessions.
     if tokio::time::timeout(SETUP_TIMEOUT, server.shutdown())
@@ -169,7 +175,7 @@ async fn browser_publishes_and_plays_through_embedded_pages() {
     eprintln!("--- browser.mjs stderr ---\n{}", run.stderr.trim_end());
     assert!(
         !run.timed_out,
-        "the browser script did not finish within {BROWSER_TIMEOUT:?}; it was killed"
+        "the browser script did not finish within {timeout_ms} ms + {BROWSER_GRACE:?}; it was killed"
     );
     let line = run
         .stdout
@@ -197,6 +203,13 @@ async fn browser_publishes_and_plays_through_embedded_pages() {
         "the browser script reported success but exited with {:?}",
         run.status
     );
+    (result, elapsed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_publishes_and_plays_through_embedded_pages() {
+    let (result, elapsed) = browser_run(SCRIPT_TIMEOUT_MS, &[]).await;
+    let pretty = serde_json::to_string_pretty(&result).unwrap_or_default();
 
     let frames = number(&result, "/play/stats/inbound/video/framesDecoded");
     let video_packets = number(&result, "/play/stats/inbound/video/packetsReceived");
@@ -271,4 +284,34 @@ async fn browser_publishes_and_plays_through_embedded_pages() {
             "DELETE of the {page} session answered {status:?}, expected 2xx:\n{pretty}"
         );
     }
+}
+
+/// Chromium publishes simulcast from the publish page (`simulcast=1`); the viewer decodes the
+/// top layer, keeps decoding a smaller one when the top layer is turned off on the publisher,
+/// and returns to the top layer when it is turned back on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_simulcast_viewer_follows_layer_switches_without_corruption() {
+    let (result, elapsed) = browser_run(SIMULCAST_SCRIPT_TIMEOUT_MS, &["--simulcast"]).await;
+    let pretty = serde_json::to_string_pretty(&result).unwrap_or_default();
+    let sim = &result["simulcast"];
+    let top = sim["topWidth"].as_u64().unwrap_or(0);
+    let steps: Vec<&Value> = sim["steps"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let field = |i: usize, name: &str| steps.get(i).and_then(|s| s[name].as_u64()).unwrap_or(0);
+    println!("browser simulcast in {elapsed:.1?}: {}", serde_json::to_string(sim).unwrap_or_default());
+    assert_eq!(steps.len(), 3, "top, down, up:\n{pretty}");
+    assert!(top > 0, "{pretty}");
+    assert!(field(0, "frameWidth") >= top, "the viewer reached the top layer:\n{pretty}");
+    assert!(
+        field(1, "frameWidth") > 0 && field(1, "frameWidth") < top,
+        "the viewer moved to a smaller layer when the top one stopped:\n{pretty}"
+    );
+    assert!(field(2, "frameWidth") >= top, "and back up:\n{pretty}");
+    // Decoding never stopped, and each switch brought a keyframe with it.
+    assert!(field(1, "framesDecoded") > field(0, "framesDecoded"), "{pretty}");
+    assert!(field(2, "framesDecoded") > field(1, "framesDecoded"), "{pretty}");
+    assert!(field(1, "keyFramesDecoded") > field(0, "keyFramesDecoded"), "{pretty}");
+    assert!(field(2, "keyFramesDecoded") > field(1, "keyFramesDecoded"), "{pretty}");
+    // A decoder fed a switch off a keyframe (or interleaved layers) reports errors by asking
+    // for keyframes itself.
+    assert!(field(2, "pliCount") <= 1, "the viewer's decoder asked for keyframes:\n{pretty}");
 }

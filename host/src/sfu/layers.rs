@@ -20,8 +20,14 @@ use super::codec::{CodecTable, MediaCodec};
 use rtc::rtp;
 use std::time::{Duration, Instant};
 
-/// A stream that sent nothing for this long no longer counts as flowing.
+/// A stream that sent nothing for this long no longer counts as flowing (20 frames at 30 fps)...
 const STALE_AFTER: Duration = Duration::from_millis(600);
+/// ...or for this many of its own usual gaps between packets, whichever is longer, so a
+/// low-frame-rate stream (a static screen share at 1 fps) does not count as stopping between
+/// frames...
+const STALE_GAPS: u32 = 4;
+/// ...but never longer than this.
+const STALE_MAX: Duration = Duration::from_secs(3);
 /// Bitrates are measured over windows of this length.
 const RATE_WINDOW: Duration = Duration::from_millis(500);
 /// A higher layer must measure this much above the current one before viewers move to it, so
@@ -95,23 +101,30 @@ pub struct Source {
     last_seen: Instant,
     window_start: Instant,
     window_bytes: u64,
+    window_packets: u32,
     /// Bytes per second over the last complete window.
     pub rate: u64,
+    /// How long without a packet before it no longer counts as flowing.
+    stale_after: Duration,
 }
 
 impl Source {
     fn flowing(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.last_seen) < STALE_AFTER
+        now.saturating_duration_since(self.last_seen) < self.stale_after
     }
 
     #[inline]
     fn count(&mut self, bytes: usize, now: Instant) {
         self.last_seen = now;
         self.window_bytes += bytes as u64;
+        self.window_packets += 1;
         let elapsed = now.saturating_duration_since(self.window_start);
         if elapsed >= RATE_WINDOW {
             self.rate = (self.window_bytes as f64 / elapsed.as_secs_f64()) as u64;
+            let gap = elapsed / self.window_packets.max(1);
+            self.stale_after = (gap * STALE_GAPS).clamp(STALE_AFTER, STALE_MAX);
             self.window_bytes = 0;
+            self.window_packets = 0;
             self.window_start = now;
         }
     }
@@ -330,7 +343,9 @@ fn new_source(feed: FeedId, ssrc: u32, now: Instant) -> Source {
         last_seen: now,
         window_start: now,
         window_bytes: 0,
+        window_packets: 0,
         rate: 0,
+        stale_after: STALE_AFTER,
     }
 }
 
@@ -539,6 +554,36 @@ mod tests {
         let mut p = b.packet(false, epoch, epoch);
         assert!(sel.admit(new, &mut p, epoch, &mut wants));
         assert_eq!(p.header.sequence_number, 2, "continuous across publishers");
+    }
+
+    /// A static screen share sends about one frame a second on every layer: the gaps between
+    /// packets are not a layer stopping, so viewers are not moved back and forth.
+    #[test]
+    fn low_frame_rate_layers_do_not_flap() {
+        let epoch = clock();
+        let mut sel = Selector::default();
+        let feed = sel.attach(1, vp8_table());
+        let mut low = Layer { ssrc: 1, seq: 0, size: 100 };
+        let mut top = Layer { ssrc: 2, seq: 0, size: 1000 };
+        let mut wants = Wants::default();
+        let mut switches = 0;
+        for i in 0..40u64 {
+            let t = epoch + Duration::from_millis(900 * i);
+            for (layer, offset) in [(&mut low, 0), (&mut top, 100)] {
+                let at = t + Duration::from_millis(offset);
+                let asked = wants.keyframe.take().is_some_and(|(_, s)| s == layer.ssrc);
+                let mut p = layer.packet(asked, at, epoch);
+                let mut w = Wants::default();
+                sel.admit(feed, &mut p, at, &mut w);
+                sel.reconsider(at, &mut w);
+                switches += w.switched as u32;
+                if w.keyframe.is_some() {
+                    wants.keyframe = w.keyframe;
+                }
+            }
+        }
+        assert_eq!(sel.current(), Some((feed, 2)), "on the top layer");
+        assert!(switches <= 1, "{switches} switches between two 1 fps layers");
     }
 
     #[test]

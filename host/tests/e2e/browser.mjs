@@ -8,7 +8,12 @@
 // Chromium is started with a fixed set of flags (CHROMIUM_FLAGS), a fresh profile and a DevTools
 // port; Playwright attaches over CDP. Chromium and the profile are removed on every exit path.
 //
-//   node browser.mjs <base-url> [--room NAME] [--token TOKEN] [--timeout-ms N]
+//   node browser.mjs <base-url> [--room NAME] [--token TOKEN] [--timeout-ms N] [--simulcast]
+//
+// With --simulcast the publish page sends three simulcast layers (`simulcast=1`) and, once the
+// viewer decodes the top layer, the test turns that layer off on the publisher (as an encoder
+// short of bandwidth would), waits for the viewer to decode a smaller layer without a stall,
+// turns it back on and waits for the viewer to return to the top layer.
 //
 // Environment: CHROMIUM_BIN (default /usr/bin/chromium).
 // Prints one JSON object on stdout (the result, also on failure); progress goes to stderr.
@@ -40,7 +45,7 @@ function usage(message) {
 }
 
 function parseArgs(argv) {
-  const opts = { base: null, room: `e2e-${randomBytes(4).toString('hex')}`, token: '', timeoutMs: 45000 };
+  const opts = { base: null, room: `e2e-${randomBytes(4).toString('hex')}`, token: '', timeoutMs: 45000, simulcast: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -50,6 +55,7 @@ function parseArgs(argv) {
     if (arg === '--room') opts.room = value();
     else if (arg === '--token') opts.token = value();
     else if (arg === '--timeout-ms') opts.timeoutMs = Number(value());
+    else if (arg === '--simulcast') opts.simulcast = true;
     else if (arg.startsWith('--')) usage(`unknown option ${arg}`);
     else if (opts.base === null) opts.base = arg;
     else usage(`unexpected argument ${arg}`);
@@ -130,7 +136,7 @@ async function pageStats() {
   const report = await pc.getStats();
   const byId = new Map();
   report.forEach((s) => byId.set(s.id, s));
-  const result = { connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState, inbound: {}, outbound: {}, candidatePair: null };
+  const result = { connectionState: pc.connectionState, iceConnectionState: pc.iceConnectionState, inbound: {}, outbound: {}, layers: [], candidatePair: null };
   for (const s of byId.values()) {
     const codec = s.codecId && byId.get(s.codecId) ? byId.get(s.codecId).mimeType : null;
     if (s.type === 'inbound-rtp') {
@@ -142,12 +148,17 @@ async function pageStats() {
         framesReceived: s.framesReceived ?? null,
         framesDecoded: s.framesDecoded ?? null,
         keyFramesDecoded: s.keyFramesDecoded ?? null,
+        framesDropped: s.framesDropped ?? null,
+        freezeCount: s.freezeCount ?? null,
         frameWidth: s.frameWidth ?? null,
         frameHeight: s.frameHeight ?? null,
         pliCount: s.pliCount ?? null,
         nackCount: s.nackCount ?? null,
       };
     } else if (s.type === 'outbound-rtp') {
+      if (s.kind === 'video' && s.rid) {
+        result.layers.push({ rid: s.rid, frameWidth: s.frameWidth ?? 0, framesEncoded: s.framesEncoded ?? 0, active: s.active ?? null, packetsSent: s.packetsSent ?? 0 });
+      }
       result.outbound[s.kind] = {
         codec,
         packetsSent: s.packetsSent ?? 0,
@@ -196,6 +207,7 @@ async function openPage(context, kind, diagnostics, { room = opts.room, label = 
   });
   const query = new URLSearchParams({ room, autostart: '1' });
   if (trickle) query.set('trickle', '1');
+  if (kind === 'publish' && opts.simulcast) query.set('simulcast', '1');
   if (opts.token) query.set('token', opts.token);
   const url = `${opts.base}/${kind}?${query}`;
   log(`open ${url.replace(/token=[^&]+/, 'token=***')}`);
@@ -233,6 +245,59 @@ async function pollStats(page, kind, what, done, limitMs) {
     await new Promise((r) => setTimeout(r, 250));
   }
   throw new StepError(`${kind}: ${what} not seen in time; last stats: ${JSON.stringify(stats)}`);
+}
+
+/** Turns a simulcast layer of the publish page's video sender on or off. */
+async function setLayerActive(publisher, rid, active) {
+  await publisher.evaluate(async ([rid, active]) => {
+    const sender = window.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
+    const params = sender.getParameters();
+    for (const e of params.encodings) if (e.rid === rid) e.active = active;
+    await sender.setParameters(params);
+  }, [rid, active]);
+}
+
+/**
+ * The simulcast scenario: the viewer reaches the top layer; the top layer is turned off and the
+ * viewer keeps decoding a smaller one; it is turned on again and the viewer returns to it.
+ * Every step requires frames to keep decoding after the switch (a switch off a keyframe shows
+ * up as a stall and a burst of keyframe requests instead).
+ */
+async function switchLayers(publisher, viewer) {
+  const steps = [];
+  const video = (s) => s.inbound.video ?? {};
+  // The publisher's biggest layer is what "top" means here (Chromium may cap layers by size).
+  const pub = await pollStats(publisher, 'publish', 'simulcast layers being sent',
+    (s) => s.layers.filter((l) => l.frameWidth > 0).length >= 2, 20000);
+  const top = pub.layers.filter((l) => l.frameWidth > 0).sort((a, b) => b.frameWidth - a.frameWidth)[0];
+  log(`publish: layers ${JSON.stringify(pub.layers.map((l) => `${l.rid}:${l.frameWidth}`))}; top is ${top.rid}`);
+  const record = (name, s) => {
+    const v = video(s);
+    steps.push({ name, frameWidth: v.frameWidth, framesDecoded: v.framesDecoded, keyFramesDecoded: v.keyFramesDecoded, pliCount: v.pliCount, framesDropped: v.framesDropped, freezeCount: v.freezeCount });
+    log(`play: ${name}: ${v.frameWidth}x${v.frameHeight}, framesDecoded=${v.framesDecoded}, keyFramesDecoded=${v.keyFramesDecoded}, pliCount=${v.pliCount}`);
+    return v;
+  };
+  // 1. The top layer reaches the viewer (the server moves up once it measures it).
+  let s = await pollStats(viewer, 'play', `the top layer (${top.frameWidth} wide)`,
+    (x) => video(x).frameWidth >= top.frameWidth, 25000);
+  let v = record('top', s);
+  // 2. Top layer off: a smaller layer, still decoding.
+  await setLayerActive(publisher, top.rid, false);
+  s = await pollStats(viewer, 'play', 'a smaller layer after the top one stopped',
+    (x) => video(x).frameWidth > 0 && video(x).frameWidth < top.frameWidth, 15000);
+  const switched = video(s).framesDecoded;
+  s = await pollStats(viewer, 'play', `${SUSTAINED_FRAMES} frames decoded on the smaller layer`,
+    (x) => video(x).framesDecoded >= switched + SUSTAINED_FRAMES && video(x).frameWidth < top.frameWidth, 10000);
+  record('down', s);
+  // 3. Top layer back on: the viewer moves up again.
+  await setLayerActive(publisher, top.rid, true);
+  s = await pollStats(viewer, 'play', 'the top layer again',
+    (x) => video(x).frameWidth >= top.frameWidth, 25000);
+  const back = video(s).framesDecoded;
+  s = await pollStats(viewer, 'play', `${SUSTAINED_FRAMES} frames decoded on the top layer again`,
+    (x) => video(x).framesDecoded >= back + SUSTAINED_FRAMES, 10000);
+  v = record('up', s);
+  return { topRid: top.rid, topWidth: top.frameWidth, steps, publisherLayers: pub.layers };
 }
 
 /** Clicks Stop and returns the HTTP status of the DELETE the page sent for its session. */
@@ -322,6 +387,8 @@ async function run(result, diagnostics) {
     result.audioPacketsReceived = playStats.inbound.audio?.packetsReceived ?? 0;
     const v = playStats.inbound.video;
     log(`play: framesDecoded=${v.framesDecoded} (${v.codec} ${v.frameWidth}x${v.frameHeight}), audio packets=${result.audioPacketsReceived}`);
+
+    if (opts.simulcast) result.simulcast = await switchLayers(publisher, viewer);
 
     result.play.deleteStatus = await stopSession(viewer);
     result.publish.deleteStatus = await stopSession(publisher);

@@ -1,6 +1,7 @@
 // Page wiring for the embedded Switchboard pages (index, publish, play).
 // Query parameters: ?room=<name>&token=<bearer token>&autostart=1&trickle=1 (send the offer at
-// once and trickle ICE candidates with PATCH instead of waiting for gathering to finish).
+// once and trickle ICE candidates with PATCH instead of waiting for gathering to finish)
+// &simulcast=1 (publish: send three simulcast layers; also a checkbox on the page).
 // The active RTCPeerConnection is exposed as `window.pc`, the session as `window.session`.
 
 import { Session } from './whip-whep.js';
@@ -42,6 +43,7 @@ function initSessionPage(kind) {
   const video = $('video');
   form.room.value = params.get('room') || form.room.value;
   form.token.value = params.get('token') || '';
+  if (form.simulcast) form.simulcast.checked = params.get('simulcast') === '1';
 
   let session = null;
   let localStream = null;
@@ -57,6 +59,7 @@ function initSessionPage(kind) {
     stopBtn.disabled = !running;
     form.room.disabled = running;
     form.token.disabled = running;
+    if (form.simulcast) form.simulcast.disabled = running;
   };
 
   async function captureMedia() {
@@ -101,6 +104,7 @@ function initSessionPage(kind) {
         stream,
         token: form.token.value.trim(),
         trickle: params.get('trickle') === '1',
+        simulcast: kind === 'whip' && Boolean(form.simulcast?.checked),
       });
       window.session = session;
       session.addEventListener('state', () => {

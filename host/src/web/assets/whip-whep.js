@@ -1,6 +1,7 @@
 // Switchboard WHIP (RFC 9725) / WHEP client for browsers. No dependencies.
 //
 //   const session = new Session({ endpoint: 'whip/lobby', kind: 'whip', stream, token });
+//   // options: trickle (send the offer at once), simulcast (publish three layers)
 //   session.addEventListener('state', () => console.log(session.state));
 //   await session.start();   // offer -> POST application/sdp -> answer
 //   await session.stop();    // DELETE the session resource, close the connection
@@ -13,6 +14,12 @@
 // the offer is created (RFC 9725 section 4.6); a server that does not answer OPTIONS is fine.
 
 const GATHER_TIMEOUT_MS = 2500;
+/** Simulcast layers a publisher sends with `simulcast: true`. */
+export const SIMULCAST_LAYERS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', maxBitrate: 1_500_000 },
+];
 const HTTP_TIMEOUT_MS = 15000;
 
 /** An HTTP request answered with a non-success status; `message` carries the server's text. */
@@ -171,7 +178,7 @@ export class Session extends EventTarget {
    * @param {RTCIceServer[]} [opts.iceServers] used in addition to servers the endpoint advertises.
    * @param {boolean} [opts.trickle] send the offer without waiting for ICE gathering.
    */
-  constructor({ endpoint, kind, stream = null, token = '', iceServers = [], trickle = false }) {
+  constructor({ endpoint, kind, stream = null, token = '', iceServers = [], trickle = false, simulcast = false }) {
     super();
     if (kind !== 'whip' && kind !== 'whep') throw new TypeError(`unknown session kind ${kind}`);
     if (kind === 'whip' && !stream) throw new TypeError('a WHIP session needs a MediaStream');
@@ -181,6 +188,7 @@ export class Session extends EventTarget {
     this.token = token;
     this.extraIceServers = iceServers;
     this.trickle = trickle;
+    this.simulcast = simulcast;
     /** HTTP statuses of the trickle PATCH requests sent so far. */
     this.patchStatuses = [];
     /** @type {RTCPeerConnection|null} */
@@ -241,7 +249,13 @@ export class Session extends EventTarget {
         const video = this.stream.getVideoTracks()[0];
         if (!audio && !video) throw new Error('the stream has no audio or video track');
         if (audio) pc.addTransceiver(audio, { direction: 'sendonly', streams: [this.stream] });
-        if (video) pc.addTransceiver(video, { direction: 'sendonly', streams: [this.stream] });
+        if (video) {
+          const init = { direction: 'sendonly', streams: [this.stream] };
+          // Simulcast: three layers, lowest first; the server sends each viewer the best one
+          // that is flowing and switches on keyframes.
+          if (this.simulcast) init.sendEncodings = SIMULCAST_LAYERS.map((l) => ({ ...l }));
+          pc.addTransceiver(video, init);
+        }
       } else {
         pc.addTransceiver('audio', { direction: 'recvonly' });
         pc.addTransceiver('video', { direction: 'recvonly' });
