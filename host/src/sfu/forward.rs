@@ -12,7 +12,7 @@
 use super::codec::CodecTable;
 use super::direct::DirectViewer;
 use super::layers::{FeedId, Selector, Wants};
-use super::tap::TapSink;
+use super::tap::{TapSink, Tapped};
 use arc_swap::ArcSwap;
 use futures::FutureExt;
 use parking_lot::Mutex;
@@ -379,24 +379,6 @@ impl TrackHub {
         self.viewers.load().len()
     }
 
-    /// Start copying what viewers receive to `tap` (see [`tap`](super::tap)).
-    pub fn add_tap(&self, tap: Arc<TapSink>) {
-        self.taps.rcu(|list| {
-            let mut next = (**list).clone();
-            next.push(tap.clone());
-            next
-        });
-    }
-
-    pub fn remove_tap(&self, tap: &Arc<TapSink>) {
-        self.taps.rcu(|list| {
-            list.iter()
-                .filter(|t| !Arc::ptr_eq(t, tap))
-                .cloned()
-                .collect::<Vec<_>>()
-        });
-    }
-
     fn remap_viewers(&self) {
         let codecs = self.source_codecs.load();
         self.viewers.rcu(|list| {
@@ -461,6 +443,30 @@ impl TrackHub {
         if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
             tracing::debug!(error = %e, "keyframe request not sent");
         }
+    }
+}
+
+impl Tapped for TrackHub {
+    /// Start copying what viewers receive to `tap` (see [`tap`](super::tap)).
+    fn add_tap(&self, tap: Arc<TapSink>) {
+        self.taps.rcu(|list| {
+            let mut next = (**list).clone();
+            next.push(tap.clone());
+            next
+        });
+    }
+
+    fn remove_tap(&self, tap: &Arc<TapSink>) {
+        self.taps.rcu(|list| {
+            list.iter()
+                .filter(|t| !Arc::ptr_eq(t, tap))
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+    }
+
+    fn source_codecs(&self) -> Arc<Vec<RTCRtpCodecParameters>> {
+        TrackHub::source_codecs(self)
     }
 }
 

@@ -4,7 +4,7 @@
 //! ones, so limits decided by room policy hold under concurrent joins (see `admission`).
 
 use super::forward::TrackHub;
-use super::tap::MediaTap;
+use super::tap::{MediaTap, Tapped};
 use crate::auth::{Action, RoomCounts};
 use parking_lot::Mutex;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
@@ -60,8 +60,8 @@ impl Room {
     pub fn tap(&self, capacity: usize) -> MediaTap {
         MediaTap::attach(
             [
-                (RtpCodecKind::Audio, &self.audio),
-                (RtpCodecKind::Video, &self.video),
+                (RtpCodecKind::Audio, self.audio.clone() as Arc<dyn Tapped>),
+                (RtpCodecKind::Video, self.video.clone() as Arc<dyn Tapped>),
             ],
             capacity,
         )

@@ -6,7 +6,6 @@
 //! falls behind loses its own packets (counted in [`MediaTap::dropped`]) and never delays the
 //! publisher or any viewer. Nothing here knows what the consumer does with the packets.
 
-use super::forward::TrackHub;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 use std::sync::Arc;
@@ -43,16 +42,24 @@ impl TapSink {
     }
 }
 
+/// What a tap attaches to: a media kind's hub (`forward::TrackHub`).
+pub trait Tapped: Send + Sync {
+    fn add_tap(&self, tap: Arc<TapSink>);
+    fn remove_tap(&self, tap: &Arc<TapSink>);
+    /// The publisher's codecs of what is forwarded (payload type -> codec).
+    fn source_codecs(&self) -> Arc<Vec<RTCRtpCodecParameters>>;
+}
+
 /// The consumer's end of a tap on a room's audio and video. Dropping it detaches it.
 pub struct MediaTap {
     packets: mpsc::Receiver<TapPacket>,
     dropped: Arc<AtomicU64>,
-    sinks: Vec<(Arc<TrackHub>, Arc<TapSink>)>,
+    sinks: Vec<(Arc<dyn Tapped>, Arc<TapSink>)>,
 }
 
 impl MediaTap {
     /// Attach a tap with room for `capacity` packets to the given hubs.
-    pub fn attach(hubs: [(RtpCodecKind, &Arc<TrackHub>); 2], capacity: usize) -> MediaTap {
+    pub fn attach(hubs: [(RtpCodecKind, Arc<dyn Tapped>); 2], capacity: usize) -> MediaTap {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let mut sinks = Vec::with_capacity(hubs.len());
@@ -63,7 +70,7 @@ impl MediaTap {
                 dropped: dropped.clone(),
             });
             hub.add_tap(sink.clone());
-            sinks.push((hub.clone(), sink));
+            sinks.push((hub, sink));
         }
         MediaTap {
             packets: rx,
