@@ -6,6 +6,15 @@ mod common;
 use common::*;
 use switchboard::client::Viewer;
 
+/// The `Link` header values of a response.
+fn links(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
 fn candidates(sdp: &str) -> Vec<(String, u16)> {
     sdp.lines()
         .filter_map(|l| l.trim_end().strip_prefix("a=candidate:"))
@@ -61,12 +70,7 @@ async fn public_ip_url_and_ice_servers_are_advertised() {
         location.starts_with("https://live.example.net/sb/whep/nat/"),
         "Location uses the public URL: {location}"
     );
-    let links: Vec<String> = r
-        .headers()
-        .get_all("link")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
+    let links = links(&r);
     assert!(
         links
             .iter()
@@ -140,12 +144,7 @@ async fn client_only_ice_servers_reach_clients_and_keep_the_direct_driver() {
         .send()
         .await
         .unwrap();
-    let links: Vec<String> = r
-        .headers()
-        .get_all("link")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
+    let links = links(&r);
     assert!(
         links
             .iter()

@@ -543,17 +543,24 @@ impl Publisher {
     }
 }
 
-/// The payload type negotiated for `mime` on `transceiver`'s sender.
-async fn negotiated_pt(
+/// What was negotiated for `transceiver`'s sender.
+async fn sender_parameters(
     transceiver: &Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>,
-    mime: &str,
-) -> Result<u8, ClientError> {
+) -> Result<rtc::rtp_transceiver::rtp_sender::RTCRtpSendParameters, ClientError> {
     let sender = transceiver
         .sender()
         .await
         .map_err(rtc_err)?
         .ok_or_else(|| ClientError::WebRtc("transceiver has no sender".into()))?;
-    let params = sender.get_parameters().await.map_err(rtc_err)?;
+    sender.get_parameters().await.map_err(rtc_err)
+}
+
+/// The payload type negotiated for `mime` on `transceiver`'s sender.
+async fn negotiated_pt(
+    transceiver: &Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>,
+    mime: &str,
+) -> Result<u8, ClientError> {
+    let params = sender_parameters(transceiver).await?;
     params
         .rtp_parameters
         .codecs
@@ -636,12 +643,7 @@ fn video_layers(simulcast: &[String]) -> Vec<(Option<String>, u32)> {
 async fn stream_id_extensions(
     transceiver: &Arc<dyn webrtc::rtp_transceiver::RtpTransceiver>,
 ) -> Result<(u8, u8, bytes::Bytes), ClientError> {
-    let sender = transceiver
-        .sender()
-        .await
-        .map_err(rtc_err)?
-        .ok_or_else(|| ClientError::WebRtc("transceiver has no sender".into()))?;
-    let params = sender.get_parameters().await.map_err(rtc_err)?;
+    let params = sender_parameters(transceiver).await?;
     let id = |uri: &str| {
         params
             .rtp_parameters
