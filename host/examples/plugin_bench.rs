@@ -46,7 +46,7 @@ fn plugin(file: &str, config: Value) -> PluginConfig {
     PluginConfig {
         name: file.into(),
         path: component(file),
-        hooks: vec![Hook::Auth],
+        hooks: vec![Hook::named("auth").expect("the auth hook is registered")],
         config: config.as_object().cloned().unwrap_or_default(),
         limits: PluginLimits::default(),
         grants: PluginGrants::default(),

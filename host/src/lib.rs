@@ -3,6 +3,7 @@
 //! Where things live:
 //! - [`signalling`]: the HTTP surface — WHIP, WHEP, session resources, health, pages.
 //! - [`sfu`]: the core — rooms, sessions, peer connections and the RTP forwarding hot path.
+//! - [`admin`]: the operator API under `/admin/` (plugin reload), behind a bearer token.
 //! - [`auth`]: the admission interface the core and HTTP layer ask before any work.
 //! - [`config`]: `config.toml` + environment, validated at start-up.
 //! - [`plugins`]: the WebAssembly plugin runtime that implements [`auth::Gatekeeper`].
@@ -12,6 +13,7 @@
 //! - [`client`]: a webrtc-rs WHIP/WHEP client (tests, load tool).
 //! - [`loadgen`]: the load generator behind `switchboard-load` (benchmarks, not the server).
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod config;

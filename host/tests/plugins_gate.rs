@@ -19,7 +19,7 @@ fn static_tokens() -> switchboard::plugins::PluginConfig {
     plugin(
         "tokens",
         "static-token",
-        &[Hook::Auth],
+        &["auth"],
         json!({ "token": "global-secret", "rooms": { "lobby": "lobby-secret" } }),
     )
 }
@@ -73,7 +73,7 @@ async fn pyjwt_tokens_are_accepted_for_every_algorithm() {
     let pem_gate = gate(vec![plugin(
         "jwt",
         "auth-jwt",
-        &[Hook::Auth],
+        &["auth"],
         jwt_config(&minted),
     )])
     .await;
@@ -98,7 +98,7 @@ async fn pyjwt_tokens_are_accepted_for_every_algorithm() {
     let jwks_gate = gate(vec![plugin(
         "jwt",
         "auth-jwt",
-        &[Hook::Auth],
+        &["auth"],
         json!({ "jwks": minted["jwks"].to_string(), "audience": ["switchboard"], "recheck_every_secs": 30 }),
     )])
     .await;
@@ -146,11 +146,11 @@ async fn bad_jwts_are_rejected_with_401_or_403() {
             { "alg": "EdDSA", "pem": minted["pem"]["EdDSA"] },
         ],
     });
-    let rs_only = gate(vec![plugin("jwt", "auth-jwt", &[Hook::Auth], config)]).await;
+    let rs_only = gate(vec![plugin("jwt", "auth-jwt", &["auth"], config)]).await;
     let with_hs = gate(vec![plugin(
         "jwt",
         "auth-jwt",
-        &[Hook::Auth],
+        &["auth"],
         jwt_config(&minted),
     )])
     .await;
@@ -267,7 +267,7 @@ async fn swapping_auth_in_config_changes_behaviour() {
         vec![plugin(
             "jwt",
             "auth-jwt",
-            &[Hook::Auth],
+            &["auth"],
             jwt_config(&minted),
         )],
         no_upstreams(),
@@ -293,7 +293,7 @@ async fn auth_chain_falls_through_unauthorized_only() {
         json!({ "viewer": { "alg": "HS256", "claims": claims(json!("lobby"), json!("play")) } }),
     );
     let gate = gate(vec![
-        plugin("jwt", "auth-jwt", &[Hook::Auth], jwt_config(&minted)),
+        plugin("jwt", "auth-jwt", &["auth"], jwt_config(&minted)),
         static_tokens(),
     ])
     .await;
@@ -332,7 +332,7 @@ async fn room_policy_applies_after_auth() {
         plugin(
             "rooms",
             "room-policy",
-            &[Hook::RoomPolicy],
+            &["room-policy"],
             json!({ "allow_rooms": ["lobby", "studio-*"], "max_publishers": 1, "max_viewers": 2 }),
         ),
     ])
@@ -385,7 +385,7 @@ async fn room_policy_alone_admits_anonymous() {
     let gate = gate(vec![plugin(
         "rooms",
         "room-policy",
-        &[Hook::RoomPolicy],
+        &["room-policy"],
         json!({ "allow_rooms": ["open-*"] }),
     )])
     .await;
@@ -409,7 +409,7 @@ async fn recheck_ends_expired_or_revoked_sessions() {
         "short": { "alg": "HS256", "claims": { "sub": "bob", "exp": "$now+2", "room": "*", "role": "play" } },
     }));
     let config = json!({ "secret": SECRET, "leeway_secs": 0, "recheck_every_secs": 1 });
-    let gate = gate(vec![plugin("jwt", "auth-jwt", &[Hook::Auth], config)]).await;
+    let gate = gate(vec![plugin("jwt", "auth-jwt", &["auth"], config)]).await;
     let req = request("r", Action::Play, Some(token(&minted, "short")));
     let id = gate.admit(&req).await.unwrap();
     assert_eq!(id.recheck_every, Some(Duration::from_secs(1)));
@@ -432,7 +432,7 @@ async fn recheck_ends_expired_or_revoked_sessions() {
         vec![plugin(
             "jwt",
             "auth-jwt",
-            &[Hook::Auth],
+            &["auth"],
             json!({ "secret": "a-completely-different-secret-value!" }),
         )],
         no_upstreams(),
@@ -449,7 +449,7 @@ async fn recheck_ends_expired_or_revoked_sessions() {
         vec![plugin(
             "jwt",
             "auth-jwt",
-            &[Hook::Auth],
+            &["auth"],
             json!({ "secret": SECRET, "leeway_secs": 0 }),
         )],
         no_upstreams(),
@@ -470,7 +470,7 @@ async fn load_errors_name_the_plugin_and_reason() {
     let bad_config = plugin(
         "jwt",
         "auth-jwt",
-        &[Hook::Auth],
+        &["auth"],
         json!({ "secret": "short" }),
     );
     assert_eq!(
@@ -481,7 +481,7 @@ async fn load_errors_name_the_plugin_and_reason() {
     let unknown_key = plugin(
         "st",
         "static-token",
-        &[Hook::Auth],
+        &["auth"],
         json!({ "tokens": "x" }),
     );
     let msg = err(PluginGate::new(vec![unknown_key], no_upstreams()).await);
@@ -517,11 +517,11 @@ async fn load_errors_name_the_plugin_and_reason() {
     let ungranted = plugin(
         "probe",
         "testing-probe",
-        &[Hook::Auth],
+        &["auth"],
         json!({ "mode": "clock", "ttl_secs": 1 }),
     );
     let msg = err(PluginGate::new(vec![ungranted], no_upstreams()).await);
-    assert!(msg.starts_with("plugin `probe`: does not match the switchboard:plugin@0.1.0 interface: imports `switchboard:plugin/"), "{msg}");
+    assert!(msg.starts_with("plugin `probe`: does not match the switchboard:plugin@0.2.0 interface: imports `switchboard:plugin/"), "{msg}");
     assert!(msg.contains("but is not granted it (set grants."), "{msg}");
 
     // A component that exports nothing, and one whose `configure` has the wrong signature
@@ -532,8 +532,28 @@ async fn load_errors_name_the_plugin_and_reason() {
     p.path = empty;
     assert_eq!(
         err(PluginGate::new(vec![p], no_upstreams()).await),
-        "plugin `tokens`: does not match the switchboard:plugin@0.1.0 interface: \
-         does not export `switchboard:plugin/lifecycle@0.1.0`"
+        "plugin `tokens`: is not a Switchboard plugin: it neither imports nor exports a \
+         switchboard:plugin interface (this host provides switchboard:plugin@0.1.0 and @0.2.0)"
+    );
+    // Built against a version this host does not provide: refused, naming what it provides.
+    let future = dir.path().join("future.wasm");
+    std::fs::write(
+        &future,
+        r#"(component
+            (core module $m (func (export "configure") (param i32) (result i32) i32.const 0))
+            (core instance $i (instantiate $m))
+            (func $configure (param "config-json" u32) (result u32)
+                (canon lift (core func $i "configure")))
+            (instance $lifecycle (export "configure" (func $configure)))
+            (export "switchboard:plugin/lifecycle@0.3.0" (instance $lifecycle)))"#,
+    )
+    .unwrap();
+    let mut p = static_tokens();
+    p.path = future;
+    assert_eq!(
+        err(PluginGate::new(vec![p], no_upstreams()).await),
+        "plugin `tokens`: is built against switchboard:plugin@0.3.0, which this host does not \
+         provide (it provides switchboard:plugin@0.1.0 and @0.2.0)"
     );
     let wrong = dir.path().join("wrong.wasm");
     std::fs::write(
@@ -558,9 +578,9 @@ async fn load_errors_name_the_plugin_and_reason() {
     assert!(msg.contains("type mismatch"), "{msg}");
 
     // Serving a hook the component does not export.
-    let mut p = plugin("rooms", "room-policy", &[Hook::Auth], json!({}));
+    let mut p = plugin("rooms", "room-policy", &["auth"], json!({}));
     p.path = dir.path().join("wrong.wasm");
-    p.hooks = vec![Hook::RoomPolicy];
+    p.hooks = vec![Hook::named("room-policy").unwrap()];
     let msg = err(PluginGate::new(vec![p], no_upstreams()).await);
     assert_eq!(
         msg,

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 use switchboard::auth::{Action, Denied, Gatekeeper};
-use switchboard::plugins::{Hook, PluginConfig, PluginGate};
+use switchboard::plugins::{PluginConfig, PluginGate};
 
 const TIMEOUT_MS: u64 = 50;
 /// Scheduling slack on a loaded 2-core CI machine, on top of the plugin's own deadline.
 const SLACK: Duration = Duration::from_millis(400);
 
-fn hostile(name: &str, mode: &str, hooks: &[Hook]) -> PluginConfig {
+fn hostile(name: &str, mode: &str, hooks: &[&str]) -> PluginConfig {
     let mut p = plugin(name, "testing-hostile", hooks, json!({ "mode": mode }));
     p.limits.timeout_ms = TIMEOUT_MS;
     p.limits.memory_mib = 16;
@@ -26,7 +26,7 @@ fn tokens() -> PluginConfig {
     plugin(
         "tokens",
         "static-token",
-        &[Hook::Auth],
+        &["auth"],
         json!({ "token": "good" }),
     )
 }
@@ -54,7 +54,7 @@ async fn every_misbehaviour_denies_within_the_deadline() {
         ("oversized", "(invalid output)"),
         ("empty-subject", "(invalid output)"),
     ] {
-        let gate = PluginGate::new(vec![hostile("evil", mode, &[Hook::Auth])], no_upstreams())
+        let gate = PluginGate::new(vec![hostile("evil", mode, &["auth"])], no_upstreams())
             .await
             .unwrap_or_else(|e| {
                 panic!("{mode}: the plugin loads (it misbehaves only per call): {e}")
@@ -76,7 +76,7 @@ async fn every_misbehaviour_denies_within_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn room_policy_failures_also_fail_closed() {
     let gate = PluginGate::new(
-        vec![tokens(), hostile("evil-rooms", "loop", &[Hook::RoomPolicy])],
+        vec![tokens(), hostile("evil-rooms", "loop", &["room-policy"])],
         no_upstreams(),
     )
     .await
@@ -92,7 +92,7 @@ async fn room_policy_failures_also_fail_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_plugin_never_falls_through_to_the_next() {
     let gate = PluginGate::new(
-        vec![hostile("evil", "trap", &[Hook::Auth]), tokens()],
+        vec![hostile("evil", "trap", &["auth"]), tokens()],
         no_upstreams(),
     )
     .await
@@ -104,13 +104,13 @@ async fn a_failing_plugin_never_falls_through_to_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_server_keeps_serving_while_plugins_misbehave() {
     let evil = Arc::new(
-        PluginGate::new(vec![hostile("evil", "loop", &[Hook::Auth])], no_upstreams())
+        PluginGate::new(vec![hostile("evil", "loop", &["auth"])], no_upstreams())
             .await
             .unwrap(),
     );
     let bomb = Arc::new(
         PluginGate::new(
-            vec![hostile("bomb", "memory", &[Hook::Auth])],
+            vec![hostile("bomb", "memory", &["auth"])],
             no_upstreams(),
         )
         .await
@@ -164,7 +164,7 @@ async fn misbehaving_at_load_fails_the_load() {
             "failed while loading: exceeded its memory limit of 16 MiB",
         ),
     ] {
-        let mut p = hostile("evil", mode, &[Hook::Auth]);
+        let mut p = hostile("evil", mode, &["auth"]);
         p.config.insert("phase".into(), json!("configure"));
         let started = Instant::now();
         let err = PluginGate::new(vec![p], no_upstreams())

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use support::*;
 use switchboard::client::{ClientError, ClientOptions, Publisher, Viewer};
 use switchboard::config::Config;
-use switchboard::plugins::Hook;
 use switchboard::server::Server;
 
 const T: Duration = Duration::from_secs(15);
@@ -307,7 +306,7 @@ async fn sessions_end_when_the_token_expires_or_is_revoked() {
     let rotated = plugin(
         "jwt",
         "auth-jwt",
-        &[Hook::Auth],
+        &["auth"],
         json!({ "secret": "rotated-secret-rotated-secret-rotated!", "recheck_every_secs": 1 }),
     );
     server

@@ -221,7 +221,7 @@ async fn wasi_components_load_with_nothing_granted() {
         vec![plugin(
             "wasi",
             "testing-wasi-probe",
-            &[switchboard::plugins::Hook::Auth],
+            &["auth"],
             json!({}),
         )],
         no_upstreams(),

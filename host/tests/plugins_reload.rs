@@ -11,15 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 use switchboard::auth::{Action, Gatekeeper};
-use switchboard::plugins::{
-    Hook, PluginConfig, PluginGate, UpstreamConfig, admin_router, spawn_sighup_reload,
-};
+use switchboard::admin;
+use switchboard::plugins::{PluginConfig, PluginGate, UpstreamConfig, spawn_sighup_reload};
 
 fn tokens(token: &str) -> PluginConfig {
     plugin(
         "tokens",
         "static-token",
-        &[Hook::Auth],
+        &["auth"],
         json!({ "token": token }),
     )
 }
@@ -196,7 +195,7 @@ async fn admin_endpoint_reloads_with_a_bearer_token() {
     let gate = gate_from_file(&config).await;
 
     let serve = |token: Option<&str>| {
-        let app = admin_router(gate.clone(), token.map(String::from));
+        let app = admin::router(gate.clone(), token.map(String::from));
         async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let url = format!("http://{}/admin/reload", listener.local_addr().unwrap());

@@ -1,4 +1,4 @@
-//! Write [Switchboard](https://github.com/switchboard-sfu) policy plugins in Rust.
+//! Write Switchboard policy plugins in Rust.
 //!
 //! A plugin is a WebAssembly component the server loads from `config.toml`. It decides who may
 //! publish or play in a room (the `auth` hook) and what a room allows (the `room-policy` hook).
@@ -26,9 +26,24 @@
 //! switchboard_plugin_sdk::register!(OnlyAlice);
 //! ```
 //!
-//! Build it with `cargo build --release --target wasm32-unknown-unknown` (crate type `cdylib`)
-//! and turn the module into a component with `wasm-tools component new` or
-//! `cargo xtask plugins`; see `docs/plugins.md`.
+//! # Building
+//!
+//! - Rust 1.95 or newer (`rust-version = "1.95"`), with `rustup target add
+//!   wasm32-unknown-unknown`.
+//! - The plugin crate needs `[lib] crate-type = ["cdylib"]` (add `"rlib"` too for native unit
+//!   tests); `cargo xtask plugins` refuses plugin-workspace members without it.
+//! - This SDK is not on crates.io: depend on it by path from a checkout of the Switchboard
+//!   repository, e.g. `switchboard-plugin-sdk = { path = "../switchboard/plugin-sdk" }`.
+//!
+//! Build with `cargo build --release --target wasm32-unknown-unknown` and turn the module into
+//! a component with `wasm-tools component new` (or, inside the repository,
+//! `cargo xtask plugins`); `docs/plugins.md` walks through it.
+//!
+//! # Interface version
+//!
+//! This SDK builds against `switchboard:plugin@0.2.0` (`plugin-sdk/wit/v0.2.0/plugin.wit`).
+//! Components built against the released 0.1.0 keep loading unchanged; a rebuild with this
+//! SDK gives them [`Identity::attributes`] and [`AuthRequest::replacing`].
 //!
 //! # Instances
 //!
@@ -40,12 +55,12 @@ extern crate self as switchboard_plugin_sdk;
 
 pub mod glob;
 
-/// Raw bindings generated from `wit/plugin.wit` (world `full`). Plugin authors normally use
-/// the re-exports and helpers at the crate root instead.
+/// Raw bindings generated from `wit/v0.2.0/plugin.wit` (world `full`). Plugin authors
+/// normally use the re-exports and helpers at the crate root instead.
 pub mod bindings {
     wit_bindgen::generate!({
         world: "full",
-        path: "wit",
+        path: "wit/v0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_full",
         default_bindings_module: "::switchboard_plugin_sdk::bindings",
@@ -68,6 +83,10 @@ pub trait Plugin: Sized + 'static {
 
     /// The `auth` hook: who is the caller? The default refuses everyone, so a plugin that is
     /// configured for `auth` without implementing it fails closed.
+    ///
+    /// Attach facts later hooks may use with [`Identity::with_attribute`]. For a publish
+    /// request that would take over the room's live publisher, [`AuthRequest::replacing`]
+    /// names that publisher's subject.
     fn authenticate(&self, req: &AuthRequest) -> Result<Identity, Deny> {
         let _ = req;
         Err(Deny::unauthorized(
@@ -77,6 +96,10 @@ pub trait Plugin: Sized + 'static {
 
     /// The `room-policy` hook: may `identity` do `req.action` in `req.room` right now?
     /// The default allows everything.
+    ///
+    /// `req.counts` includes sessions still being set up and never the caller, nor the
+    /// publisher named by `req.replacing` (so `max_publishers = 1` lets a publisher take over
+    /// from its predecessor).
     fn check_room(&self, req: &AuthRequest, identity: &Identity) -> Result<(), Deny> {
         let _ = (req, identity);
         Ok(())
@@ -140,13 +163,35 @@ impl Deny {
 }
 
 impl Identity {
-    /// An identity with no expiry and no periodic re-check.
+    /// An identity with no attributes, no expiry and no periodic re-check.
     pub fn new(subject: impl Into<String>) -> Self {
         Identity {
             subject: subject.into(),
+            attributes: Vec::new(),
             expires_at: None,
             recheck_every_secs: None,
         }
+    }
+
+    /// Attach a named fact for later hooks (recording, webhooks), e.g. the JWT claim
+    /// `record = "true"`. Setting a name again replaces its value. The host accepts at most
+    /// 32 attributes, names of 1-128 bytes and values up to 1024 bytes, without control
+    /// characters; more is invalid output and the request is denied.
+    pub fn with_attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let (name, value) = (name.into(), value.into());
+        match self.attributes.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v = value,
+            None => self.attributes.push((name, value)),
+        }
+        self
+    }
+
+    /// The value of the attribute `name`, if set.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// End the session at this Unix time (milliseconds), e.g. a token's `exp * 1000`.
@@ -434,8 +479,22 @@ mod tests {
 
     #[test]
     fn builders_fill_fields() {
-        let id = Identity::new("bob").expires_at_ms(5).recheck_every_secs(7);
+        let id = Identity::new("bob")
+            .expires_at_ms(5)
+            .recheck_every_secs(7)
+            .with_attribute("record", "false")
+            .with_attribute("tier", "gold")
+            .with_attribute("record", "true");
         assert_eq!(id.subject, "bob");
+        assert_eq!(
+            id.attributes,
+            vec![
+                ("record".to_string(), "true".to_string()),
+                ("tier".to_string(), "gold".to_string())
+            ]
+        );
+        assert_eq!(id.attribute("record"), Some("true"));
+        assert_eq!(id.attribute("nope"), None);
         assert_eq!(id.expires_at, Some(5));
         assert_eq!(id.recheck_every_secs, Some(7));
         assert_eq!(Deny::forbidden("no").kind, DenyKind::Forbidden);

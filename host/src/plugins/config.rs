@@ -1,10 +1,13 @@
-//! `[[plugins]]` and `[upstreams.<name>]` in `config.toml`.
+//! `[[plugins]]` and `[upstreams.<name>]` in `config.toml`, and the checks that need no file.
+//!
+//! The parts are owned by the modules that use them: hook names come from the hook registry
+//! (`hooks/`), grants from `grants.rs`, upstreams from `upstream.rs`.
 //!
 //! ```toml
 //! [[plugins]]
 //! name = "auth-jwt"                        # unique; used in logs, errors, KV namespace
 //! path = "target/plugins/auth-jwt.wasm"    # the component
-//! hooks = ["auth"]                         # "auth" and/or "room-policy"
+//! hooks = ["auth"]                         # names from the hook registry
 //! limits = { memory_mib = 32, timeout_ms = 100 }
 //! grants = { log = true, clock = true, crypto = true, kv = false, http = ["idp"] }
 //! [plugins.config]                         # free-form, handed to the plugin as JSON
@@ -12,9 +15,13 @@
 //!
 //! [upstreams.idp]
 //! url = "https://idp.internal:8443/api"
+//! ca_file = "/etc/switchboard/idp-ca.pem"  # optional: private PKI
 //! ```
 
-use super::PluginError;
+use super::error::PluginError;
+pub use super::grants::PluginGrants;
+use super::hooks::{self, Hook};
+pub use super::upstream::UpstreamConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -32,7 +39,8 @@ pub struct PluginConfig {
     pub name: String,
     /// Path to the component (`.wasm`). Relative paths resolve against the working directory.
     pub path: PathBuf,
-    /// Hooks served, evaluated in the order plugins appear in the file.
+    /// Hooks served (names from the registry in `hooks/`), evaluated in the order plugins
+    /// appear in the file.
     pub hooks: Vec<Hook>,
     /// The plugin's own settings, passed to its `configure` export as JSON.
     #[serde(default)]
@@ -41,31 +49,6 @@ pub struct PluginConfig {
     pub limits: PluginLimits,
     #[serde(default)]
     pub grants: PluginGrants,
-}
-
-/// A decision point a plugin can serve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Hook {
-    /// `authenticate`: credential -> identity.
-    Auth,
-    /// `check`: may this identity do this in this room now?
-    RoomPolicy,
-}
-
-impl Hook {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Hook::Auth => "auth",
-            Hook::RoomPolicy => "room-policy",
-        }
-    }
-}
-
-impl std::fmt::Display for Hook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// Per-call resource limits. Exceeding either fails the call (and denies the request).
@@ -88,68 +71,13 @@ impl Default for PluginLimits {
     }
 }
 
-/// Host capabilities granted to the plugin. A component importing an interface it is not
-/// granted fails to load.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PluginGrants {
-    /// `switchboard:plugin/log` (rate-limited, tagged with the plugin name).
-    pub log: bool,
-    /// `switchboard:plugin/clock`.
-    pub clock: bool,
-    /// `switchboard:plugin/crypto`: native signature verification (pure computation).
-    pub crypto: bool,
-    /// `switchboard:plugin/kv`: a private in-memory key-value store with TTL and CAS.
-    pub kv: bool,
-    /// `switchboard:plugin/http`: the `[upstreams.<name>]` this plugin may call.
-    pub http: Vec<String>,
-}
-
-impl Default for PluginGrants {
-    fn default() -> Self {
-        PluginGrants {
-            log: true,
-            clock: true,
-            crypto: true,
-            kv: false,
-            http: Vec::new(),
-        }
-    }
-}
-
-/// One `[upstreams.<name>]` entry: an HTTP service plugins may call by name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    /// Base URL (`http` or `https`); plugin paths are appended to it.
-    pub url: String,
-    /// Per-request timeout, in milliseconds (the calling plugin's own timeout also applies).
-    #[serde(default = "default_upstream_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Headers added to every request, e.g. an API key the plugin never sees. They override
-    /// headers of the same name set by the plugin.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Responses with a larger body fail with `too-large`.
-    #[serde(default = "default_max_response_kib")]
-    pub max_response_kib: u32,
-}
-
-fn default_upstream_timeout_ms() -> u64 {
-    2_000
-}
-
-fn default_max_response_kib() -> u32 {
-    1_024
-}
-
 /// Check everything that can be checked without touching the `.wasm` files.
 pub fn validate(
     plugins: &[PluginConfig],
     upstreams: &BTreeMap<String, UpstreamConfig>,
 ) -> Result<(), PluginError> {
     for (name, upstream) in upstreams {
-        validate_upstream(name, upstream)?;
+        upstream.validate(name)?;
     }
     let mut names = HashSet::new();
     for plugin in plugins {
@@ -181,7 +109,7 @@ pub fn validate(
         if plugin.hooks.is_empty() {
             return Err(bad(
                 "hooks",
-                "must list at least one of \"auth\", \"room-policy\"".into(),
+                format!("must list at least one of {}", hooks::known_names()),
             ));
         }
         let mut seen = HashSet::new();
@@ -220,43 +148,6 @@ pub fn validate(
     Ok(())
 }
 
-fn validate_upstream(name: &str, upstream: &UpstreamConfig) -> Result<(), PluginError> {
-    let bad = |message: String| PluginError::Upstream {
-        name: name.to_string(),
-        message,
-    };
-    let url = reqwest::Url::parse(&upstream.url)
-        .map_err(|e| bad(format!("url `{}`: {e}", upstream.url)))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad(format!(
-            "url `{}`: must be http or https",
-            upstream.url
-        )));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad(format!(
-            "url `{}`: must not have a query or fragment",
-            upstream.url
-        )));
-    }
-    if !(1..=MAX_TIMEOUT_MS).contains(&upstream.timeout_ms) {
-        return Err(bad(format!(
-            "timeout_ms = {} is out of range (1..={MAX_TIMEOUT_MS})",
-            upstream.timeout_ms
-        )));
-    }
-    if upstream.max_response_kib == 0 {
-        return Err(bad("max_response_kib must be at least 1".into()));
-    }
-    for (header, value) in &upstream.headers {
-        reqwest::header::HeaderName::from_bytes(header.as_bytes())
-            .map_err(|_| bad(format!("headers: `{header}` is not a valid header name")))?;
-        reqwest::header::HeaderValue::from_str(value)
-            .map_err(|_| bad(format!("headers.{header}: not a valid header value")))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,7 +182,7 @@ mod tests {
             keys = [{ alg = "ES256", pem = "..." }]
             "#,
         );
-        assert_eq!(p.hooks, vec![Hook::Auth, Hook::RoomPolicy]);
+        assert_eq!(p.hooks, vec![hooks::auth::HOOK, hooks::policy::HOOK]);
         assert_eq!(p.limits, PluginLimits::default());
         assert_eq!(p.grants, PluginGrants::default());
         assert_eq!(p.config["leeway_secs"], serde_json::json!(30));
@@ -314,7 +205,12 @@ mod tests {
         ))
         .extract::<PluginConfig>()
         .unwrap_err();
-        assert!(err.to_string().contains("authz"), "{err}");
+        // The registry's names, so a new hook is listed without touching this file.
+        assert!(
+            err.to_string()
+                .contains("unknown hook \"authz\"; known hooks: \"auth\", \"room-policy\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -331,7 +227,10 @@ mod tests {
 
         let mut p = base.clone();
         p.hooks.clear();
-        assert!(check(p).contains("hooks"));
+        assert_eq!(
+            check(p),
+            "plugin `a`: invalid config: hooks: must list at least one of \"auth\", \"room-policy\""
+        );
 
         let mut p = base.clone();
         p.grants.http = vec!["idp".into()];
@@ -343,34 +242,5 @@ mod tests {
 
         let dup = validate(&[base.clone(), base.clone()], &BTreeMap::new()).unwrap_err();
         assert!(dup.to_string().contains("same name"));
-    }
-
-    #[test]
-    fn upstreams_are_checked() {
-        let mut ups = BTreeMap::new();
-        ups.insert(
-            "idp".to_string(),
-            UpstreamConfig {
-                url: "ftp://x".into(),
-                timeout_ms: 100,
-                headers: BTreeMap::new(),
-                max_response_kib: 1,
-            },
-        );
-        let err = validate(&[], &ups).unwrap_err().to_string();
-        assert!(err.starts_with("upstream `idp`: url `ftp://x`"), "{err}");
-
-        ups.get_mut("idp").unwrap().url = "https://idp.example/api".into();
-        validate(&[], &ups).unwrap();
-        ups.get_mut("idp")
-            .unwrap()
-            .headers
-            .insert("bad header".into(), "v".into());
-        assert!(
-            validate(&[], &ups)
-                .unwrap_err()
-                .to_string()
-                .contains("bad header")
-        );
     }
 }

@@ -2,13 +2,14 @@
 //!
 //! One [`Engine`] serves every plugin (compiled code and the instance pool are shared), with
 //! epoch interruption driven by a ticker thread so a runaway plugin is stopped after its
-//! deadline, and the pooling allocator so a fresh instance per call costs microseconds.
+//! deadline, and the pooling allocator so a fresh instance per call costs microseconds. One
+//! [`Linker`] holds the host imports of every interface version (`abi`), side by side.
 //! Compilation runs on the blocking pool and is cached twice: in memory by content hash
 //! (reloads of unchanged plugins are free) and on disk by wasmtime's cache (restarts are fast).
 
-use super::PluginError;
-use super::bindings::Full;
+use super::abi;
 use super::config::MAX_MEMORY_MIB;
+use super::error::PluginError;
 use super::imports::CallState;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Epoch tick: the granularity of plugin deadlines.
@@ -133,8 +134,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| format!("cannot link WASI: {e}"))?;
-        Full::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
-            .map_err(|e| format!("cannot link host imports: {e}"))?;
+        // Every released interface version, side by side (their names differ).
+        abi::add_to_linker(&mut linker).map_err(|e| format!("cannot link host imports: {e}"))?;
 
         let weak = engine.weak();
         std::thread::Builder::new()

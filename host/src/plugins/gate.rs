@@ -11,25 +11,25 @@
 //! denies with [`Denied::Unavailable`] (503): a broken policy never falls through to a weaker
 //! one. The server keeps serving; the log names the plugin and the cause.
 
-use super::PluginError;
-use super::bindings::switchboard::plugin::types as wit;
-use super::config::{self, Hook, PluginConfig, UpstreamConfig};
+use super::abi::AbiVersion;
+use super::abi::latest::switchboard::plugin::types as wit;
+use super::config::{self, PluginConfig, UpstreamConfig};
+use super::convert::{expired, identity_to_wit, to_identity, to_reason, to_wit};
 use super::engine;
+use super::error::{CallFailure, PluginError};
+use super::hooks::auth::{self, Authenticator};
+use super::hooks::policy::{self, Policy};
+use super::hooks::{self, Hook};
 use super::imports::PluginShared;
 use super::kv::KvStore;
-use super::plugin::{CallFailure, LoadedPlugin};
+use super::plugin::LoadedPlugin;
 use super::upstream::Upstreams;
-use crate::auth::{Action, AdmitRequest, Denied, Gatekeeper, Identity};
+use crate::auth::{AdmitRequest, Denied, Gatekeeper, Identity};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Longest subject accepted from a plugin.
-pub const MAX_SUBJECT_BYTES: usize = 1024;
-/// Longest denial reason accepted from a plugin.
-pub const MAX_REASON_BYTES: usize = 1024;
+use std::time::{Instant, SystemTime};
 
 /// Re-reads the plugin configuration for [`PluginGate::reload`] (usually: parse `config.toml`).
 pub type ReloadSource = Box<
@@ -38,10 +38,28 @@ pub type ReloadSource = Box<
 
 /// The plugins in effect; replaced as a whole on reload.
 struct PluginSet {
-    auth: Vec<Arc<LoadedPlugin>>,
-    policy: Vec<Arc<LoadedPlugin>>,
+    /// Every plugin, in config order.
+    loaded: Vec<Arc<LoadedPlugin>>,
+    /// The plugins serving each registered hook, in config order.
+    serving: HashMap<Hook, Vec<Arc<LoadedPlugin>>>,
     configs: Vec<PluginConfig>,
     upstreams: BTreeMap<String, UpstreamConfig>,
+}
+
+impl PluginSet {
+    /// The plugins serving `hook`, in config order.
+    fn serving(&self, hook: Hook) -> &[Arc<LoadedPlugin>] {
+        self.serving.get(&hook).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// One plugin in effect, as [`PluginGate::plugins`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    pub name: String,
+    /// The interface version the component was built against.
+    pub interface: AbiVersion,
+    pub hooks: Vec<Hook>,
 }
 
 /// What a successful reload did.
@@ -101,6 +119,20 @@ impl PluginGate {
             .collect()
     }
 
+    /// The plugins in effect, in config order, with the interface version each was bound to.
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        self.active
+            .load()
+            .loaded
+            .iter()
+            .map(|p| PluginInfo {
+                name: p.name().to_string(),
+                interface: p.abi,
+                hooks: p.config.hooks.clone(),
+            })
+            .collect()
+    }
+
     /// Reload from the reload source (or the current config): recompile, validate, swap.
     /// On any error the plugins in effect stay as they were.
     pub async fn reload(&self) -> Result<ReloadReport, PluginError> {
@@ -127,7 +159,9 @@ impl PluginGate {
         let started = Instant::now();
         let result = async {
             let set = load_set(&self.kv, plugins, upstreams).await?;
-            if !self.active.load().auth.is_empty() && set.auth.is_empty() {
+            if !self.active.load().serving(auth::HOOK).is_empty()
+                && set.serving(auth::HOOK).is_empty()
+            {
                 return Err(PluginError::ReloadRefused(
                     "the new configuration has no auth plugin; restart to run without authentication".into(),
                 ));
@@ -157,29 +191,32 @@ impl PluginGate {
         set: &PluginSet,
         req: &wit::AuthRequest,
     ) -> Result<Identity, Denied> {
-        if set.auth.is_empty() {
+        let chain = set.serving(auth::HOOK);
+        if chain.is_empty() {
             return Ok(Identity {
                 subject: "anonymous".into(),
                 ..Default::default()
             });
         }
         let mut reasons: Vec<String> = Vec::new();
-        for plugin in &set.auth {
+        for plugin in chain {
+            let failed = |f| failed(plugin, auth::HOOK, f);
             let decision = plugin
-                .authenticate(req)
+                .run(auth::HOOK, async |a: &Authenticator, store, instance| {
+                    a.authenticate(store, instance, req).await
+                })
                 .await
-                .map_err(|f| failed(plugin, Hook::Auth, f))?;
+                .map_err(failed)?;
             match decision {
                 Ok(identity) => {
-                    let identity =
-                        to_identity(identity).map_err(|f| failed(plugin, Hook::Auth, f))?;
+                    let identity = to_identity(identity).map_err(failed)?;
                     if expired(&identity, SystemTime::now()) {
                         return Err(Denied::Unauthorized("credential expired".into()));
                     }
                     return Ok(identity);
                 }
                 Err(deny) => {
-                    let reason = to_reason(&deny).map_err(|f| failed(plugin, Hook::Auth, f))?;
+                    let reason = to_reason(&deny).map_err(failed)?;
                     match deny.kind {
                         wit::DenyKind::Forbidden => return Err(Denied::Forbidden(reason)),
                         wit::DenyKind::Unauthorized => {
@@ -200,23 +237,21 @@ impl PluginGate {
         req: &wit::AuthRequest,
         identity: &Identity,
     ) -> Result<(), Denied> {
-        if set.policy.is_empty() {
+        let policies = set.serving(policy::HOOK);
+        if policies.is_empty() {
             return Ok(());
         }
-        let identity = wit::Identity {
-            subject: identity.subject.clone(),
-            expires_at: identity.expires_at.map(unix_ms),
-            recheck_every_secs: identity
-                .recheck_every
-                .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
-        };
-        for plugin in &set.policy {
+        let identity = identity_to_wit(identity);
+        for plugin in policies {
+            let failed = |f| failed(plugin, policy::HOOK, f);
             let decision = plugin
-                .check(req, &identity)
+                .run(policy::HOOK, async |p: &Policy, store, instance| {
+                    p.check(store, instance, req, &identity).await
+                })
                 .await
-                .map_err(|f| failed(plugin, Hook::RoomPolicy, f))?;
+                .map_err(failed)?;
             if let Err(deny) = decision {
-                let reason = to_reason(&deny).map_err(|f| failed(plugin, Hook::RoomPolicy, f))?;
+                let reason = to_reason(&deny).map_err(failed)?;
                 return Err(match deny.kind {
                     wit::DenyKind::Unauthorized => Denied::Unauthorized(reason),
                     wit::DenyKind::Forbidden => Denied::Forbidden(reason),
@@ -264,7 +299,7 @@ impl Gatekeeper for PluginGate {
     }
 
     fn is_open(&self) -> bool {
-        self.active.load().auth.is_empty()
+        self.active.load().serving(auth::HOOK).is_empty()
     }
 }
 
@@ -275,8 +310,8 @@ async fn load_set(
 ) -> Result<PluginSet, PluginError> {
     config::validate(&plugins, &upstreams)?;
     let mut set = PluginSet {
-        auth: Vec::new(),
-        policy: Vec::new(),
+        loaded: Vec::new(),
+        serving: HashMap::new(),
         configs: plugins.clone(),
         upstreams: upstreams.clone(),
     };
@@ -294,12 +329,12 @@ async fn load_set(
             http.clone(),
         ));
         let loaded = Arc::new(LoadedPlugin::load(runtime.clone(), plugin, shared).await?);
-        if loaded.config.hooks.contains(&Hook::Auth) {
-            set.auth.push(loaded.clone());
+        for &hook in hooks::REGISTRY {
+            if loaded.serves(hook) {
+                set.serving.entry(hook).or_default().push(loaded.clone());
+            }
         }
-        if loaded.config.hooks.contains(&Hook::RoomPolicy) {
-            set.policy.push(loaded);
-        }
+        set.loaded.push(loaded);
     }
     Ok(set)
 }
@@ -317,129 +352,4 @@ fn failed(plugin: &LoadedPlugin, hook: Hook, failure: CallFailure) -> Denied {
         plugin.name(),
         failure.kind()
     ))
-}
-
-fn to_wit(req: &AdmitRequest) -> wit::AuthRequest {
-    wit::AuthRequest {
-        room: req.room.clone(),
-        action: match req.action {
-            Action::Publish => wit::Action::Publish,
-            Action::Play => wit::Action::Play,
-        },
-        credential: req.credential.clone(),
-        remote_addr: req.remote_addr.map(|a| a.to_string()),
-        counts: wit::RoomCounts {
-            publishers: req.counts.publishers,
-            viewers: req.counts.viewers,
-        },
-    }
-}
-
-/// Validate a plugin's identity; an identity already expired is a denial, not a failure.
-fn to_identity(id: wit::Identity) -> Result<Identity, CallFailure> {
-    if id.subject.is_empty() {
-        return Err(CallFailure::BadOutput("empty subject".into()));
-    }
-    if id.subject.len() > MAX_SUBJECT_BYTES {
-        return Err(CallFailure::BadOutput(format!(
-            "subject of {} bytes (max {MAX_SUBJECT_BYTES})",
-            id.subject.len()
-        )));
-    }
-    if id.subject.chars().any(char::is_control) {
-        return Err(CallFailure::BadOutput(
-            "control characters in subject".into(),
-        ));
-    }
-    let expires_at = id.expires_at.map(|ms| {
-        UNIX_EPOCH
-            .checked_add(Duration::from_millis(ms))
-            .unwrap_or(UNIX_EPOCH)
-    });
-    Ok(Identity {
-        subject: id.subject,
-        attributes: Vec::new(),
-        expires_at,
-        // Never re-check more often than once a second.
-        recheck_every: id
-            .recheck_every_secs
-            .map(|s| Duration::from_secs(u64::from(s.max(1)))),
-    })
-}
-
-fn to_reason(deny: &wit::Deny) -> Result<String, CallFailure> {
-    if deny.reason.len() > MAX_REASON_BYTES {
-        return Err(CallFailure::BadOutput(format!(
-            "denial reason of {} bytes (max {MAX_REASON_BYTES})",
-            deny.reason.len()
-        )));
-    }
-    let reason: String = deny
-        .reason
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    Ok(if reason.trim().is_empty() {
-        "denied".into()
-    } else {
-        reason
-    })
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// Expired identities are refused at admission rather than handed to the SFU.
-fn expired(identity: &Identity, now: SystemTime) -> bool {
-    identity.expires_at.is_some_and(|at| at <= now)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identities_are_validated() {
-        let ok = to_identity(wit::Identity {
-            subject: "alice".into(),
-            expires_at: Some(1_700_000_000_123),
-            recheck_every_secs: Some(0),
-        })
-        .unwrap();
-        assert_eq!(
-            ok.expires_at,
-            Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123))
-        );
-        assert_eq!(ok.recheck_every, Some(Duration::from_secs(1)));
-        assert!(expired(&ok, SystemTime::now()));
-
-        let bad = |subject: String| {
-            to_identity(wit::Identity {
-                subject,
-                expires_at: None,
-                recheck_every_secs: None,
-            })
-            .unwrap_err()
-        };
-        assert!(matches!(bad(String::new()), CallFailure::BadOutput(_)));
-        assert!(matches!(
-            bad("x".repeat(MAX_SUBJECT_BYTES + 1)),
-            CallFailure::BadOutput(_)
-        ));
-        assert!(matches!(bad("a\nb".into()), CallFailure::BadOutput(_)));
-    }
-
-    #[test]
-    fn reasons_are_cleaned() {
-        let deny = |reason: String| wit::Deny {
-            kind: wit::DenyKind::Forbidden,
-            reason,
-        };
-        assert_eq!(to_reason(&deny("a\r\nb".into())).unwrap(), "a  b");
-        assert_eq!(to_reason(&deny("  ".into())).unwrap(), "denied");
-        assert!(to_reason(&deny("x".repeat(MAX_REASON_BYTES + 1))).is_err());
-    }
 }

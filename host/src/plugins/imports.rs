@@ -1,10 +1,12 @@
 //! What a plugin instance can reach: the per-call store state and the host imports.
 //!
-//! Every call gets a fresh [`CallState`]. Grants are checked twice: at load time (a component
-//! importing an ungranted interface is refused) and here (defence in depth).
+//! Every call gets a fresh [`CallState`]. The imports are implemented here for the latest
+//! interface version; older versions delegate to them (`abi/v0_1_0.rs`). Grants are checked
+//! twice: at load time (`grants.rs`: a component importing an ungranted interface is refused)
+//! and here (defence in depth).
 
-use super::bindings::switchboard::plugin::{clock, crypto, http, kv, log, types};
-use super::config::PluginGrants;
+use super::abi::latest::switchboard::plugin::{clock, crypto, http, kv, log, types};
+use super::grants::PluginGrants;
 use super::kv::KvStore;
 use super::upstream::Upstreams;
 use parking_lot::Mutex;

@@ -5,7 +5,7 @@
 //! count and total bytes so a plugin cannot exhaust the host. Expired entries are dropped on
 //! access and swept when the store fills up.
 
-use super::bindings::switchboard::plugin::kv::KvError;
+use super::abi::latest::switchboard::plugin::kv::KvError;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

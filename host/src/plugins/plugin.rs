@@ -1,63 +1,40 @@
-//! One loaded plugin: a validated component, pre-linked, ready to run a call in a fresh store.
+//! One loaded plugin: a validated component, bound to the interface version it was built
+//! against, pre-linked, ready to run a call in a fresh store.
+//!
+//! Load: read, compile, detect the version (`abi::detect`), check imports against grants,
+//! pre-link, bind `lifecycle` and every configured hook (`hooks/`), then a trial instance with
+//! the real config. Call: [`LoadedPlugin::run`] gives a hook's bound export a fresh,
+//! configured instance within the plugin's memory limit and deadline, and classifies what
+//! goes wrong ([`CallFailure`]).
 
-use super::PluginError;
-use super::bindings::exports::switchboard::plugin::{authenticator, lifecycle, policy};
-use super::bindings::switchboard::plugin::types::{AuthRequest, Deny, Identity};
-use super::config::{Hook, PluginConfig};
+use super::abi::lifecycle::Lifecycle;
+use super::abi::{AbiVersion, detect};
+use super::config::PluginConfig;
 use super::engine::{ContentHash, EPOCH_TICK, Runtime};
+use super::error::{CallFailure, PluginError};
+use super::grants;
+use super::hooks::{BindError, Bound, Hook};
 use super::imports::{CallState, PluginShared};
+use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::Store;
-use wasmtime::component::{Component, Instance, InstancePre};
-
-/// Interfaces the host provides to plugins, and the grant each needs.
-const HOST_PACKAGE: &str = "switchboard:plugin/";
-const PACKAGE_VERSION: &str = "@0.1.0";
+use wasmtime::component::{Instance, InstancePre};
 
 /// Loading gets more time than a call: the first instantiation touches cold memory.
 const MIN_LOAD_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Why a call produced no decision. Every variant denies the request (fail closed).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CallFailure {
-    #[error("timed out after {0} ms")]
-    Timeout(u64),
-    #[error("exceeded its memory limit of {0} MiB")]
-    OutOfMemory(u32),
-    #[error("trapped: {0}")]
-    Trap(String),
-    #[error("rejected its config: {0}")]
-    Configure(String),
-    #[error("returned invalid output: {0}")]
-    BadOutput(String),
-    #[error("does not serve the {0} hook")]
-    NotServed(Hook),
-}
-
-impl CallFailure {
-    /// Short form shown to clients (details stay in the server log).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CallFailure::Timeout(_) => "timeout",
-            CallFailure::OutOfMemory(_) => "out of memory",
-            CallFailure::Trap(_) => "crashed",
-            CallFailure::Configure(_) => "misconfigured",
-            CallFailure::BadOutput(_) => "invalid output",
-            CallFailure::NotServed(_) => "hook not served",
-        }
-    }
-}
-
 pub struct LoadedPlugin {
     pub config: PluginConfig,
     pub hash: ContentHash,
+    /// The interface version the component was built against.
+    pub abi: AbiVersion,
     shared: Arc<PluginShared>,
     runtime: Arc<Runtime>,
     pre: InstancePre<CallState>,
-    lifecycle: lifecycle::GuestIndices,
-    auth: Option<authenticator::GuestIndices>,
-    policy: Option<policy::GuestIndices>,
+    lifecycle: Lifecycle,
+    /// Every configured hook with its export, in `hooks = [...]` order.
+    hooks: Vec<(Hook, Box<dyn Bound>)>,
     config_json: String,
     memory_limit: usize,
     timeout: Duration,
@@ -76,7 +53,7 @@ impl From<wasmtime::Error> for Step {
 }
 
 impl LoadedPlugin {
-    /// Read, compile, type-check and trial-configure the plugin described by `config`.
+    /// Read, compile, bind, type-check and trial-configure the plugin described by `config`.
     pub async fn load(
         runtime: Arc<Runtime>,
         config: PluginConfig,
@@ -100,55 +77,73 @@ impl LoadedPlugin {
                     path: config.path.clone(),
                     reason,
                 })?;
+
+        let ty = component.component_type();
+        let imports: Vec<String> = ty
+            .imports(&runtime.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let exports: Vec<String> = ty
+            .exports(&runtime.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let abi = detect::detect(imports.iter().chain(&exports).map(String::as_str)).map_err(
+            |e| PluginError::Version {
+                plugin: name.clone(),
+                reason: e.to_string(),
+            },
+        )?;
         let interface = |reason: String| PluginError::Interface {
             plugin: name.clone(),
+            interface: abi.to_string(),
             reason,
         };
-        check_imports(&runtime, &component, &config).map_err(interface)?;
+        grants::check_imports(imports.iter().map(String::as_str), abi, &config.grants)
+            .map_err(interface)?;
         let pre = runtime
             .linker
             .instantiate_pre(&component)
             .map_err(|e| interface(format!("{e:#}")))?;
-        let exported =
-            |iface: &str| format!("does not export `{HOST_PACKAGE}{iface}{PACKAGE_VERSION}`");
-        let lifecycle =
-            lifecycle::GuestIndices::new(&pre).map_err(|_| interface(exported("lifecycle")))?;
-        let auth = match config.hooks.contains(&Hook::Auth) {
-            true => Some(authenticator::GuestIndices::new(&pre).map_err(|_| {
-                interface(format!(
-                    "{}, needed for hook \"auth\"",
-                    exported("authenticator")
-                ))
-            })?),
-            false => None,
-        };
-        let policy = match config.hooks.contains(&Hook::RoomPolicy) {
-            true => Some(policy::GuestIndices::new(&pre).map_err(|_| {
-                interface(format!(
-                    "{}, needed for hook \"room-policy\"",
-                    exported("policy")
-                ))
-            })?),
-            false => None,
-        };
+        let lifecycle = Lifecycle::bind(&pre, abi).ok_or_else(|| {
+            interface(format!(
+                "does not export `{}`",
+                abi.interface("lifecycle")
+            ))
+        })?;
+        let mut hooks = Vec::with_capacity(config.hooks.len());
+        for &hook in &config.hooks {
+            let bound = hook.kind().bind(&pre, abi).map_err(|e| {
+                interface(match e {
+                    BindError::Missing { export } => {
+                        format!("does not export `{export}`, needed for hook \"{hook}\"")
+                    }
+                    BindError::NotInVersion { since } => {
+                        format!("cannot serve hook \"{hook}\": it needs {since} or newer")
+                    }
+                })
+            })?;
+            hooks.push((hook, bound));
+        }
+
         let config_json = serde_json::Value::Object(config.config.clone()).to_string();
         let plugin = LoadedPlugin {
             memory_limit: (config.limits.memory_mib as usize) << 20,
             timeout: Duration::from_millis(config.limits.timeout_ms),
             config,
             hash,
+            abi,
             shared,
             runtime,
             pre,
             lifecycle,
-            auth,
-            policy,
+            hooks,
             config_json,
         };
         plugin.trial(&name).await?;
         tracing::info!(
             plugin = %name,
             hooks = ?plugin.config.hooks,
+            interface = %abi,
             path = %plugin.config.path.display(),
             sha256 = %hex_prefix(&plugin.hash),
             cached,
@@ -162,6 +157,11 @@ impl LoadedPlugin {
         &self.config.name
     }
 
+    /// Whether `hook` is among the plugin's configured hooks.
+    pub fn serves(&self, hook: Hook) -> bool {
+        self.hooks.iter().any(|(h, _)| *h == hook)
+    }
+
     /// Instantiate once with the real config, so a bad config or an export with the wrong
     /// signature fails the load instead of the first request.
     async fn trial(&self, name: &str) -> Result<(), PluginError> {
@@ -169,11 +169,8 @@ impl LoadedPlugin {
         let mut store = self.store(timeout);
         let run = async {
             let instance = self.start(&mut store).await?;
-            if let Some(auth) = &self.auth {
-                auth.load(&mut store, &instance)?;
-            }
-            if let Some(policy) = &self.policy {
-                policy.load(&mut store, &instance)?;
+            for (_, bound) in &self.hooks {
+                bound.trial(&mut store, &instance)?;
             }
             Ok::<_, Step>(())
         };
@@ -189,6 +186,7 @@ impl LoadedPlugin {
             {
                 Err(PluginError::Interface {
                     plugin: name.to_string(),
+                    interface: self.abi.to_string(),
                     reason: format!("{e:#}"),
                 })
             }
@@ -219,9 +217,8 @@ impl LoadedPlugin {
     /// Fresh instance, configured.
     async fn start(&self, store: &mut Store<CallState>) -> Result<Instance, Step> {
         let instance = self.pre.instantiate_async(&mut *store).await?;
-        let lifecycle = self.lifecycle.load(&mut *store, &instance)?;
-        lifecycle
-            .call_configure(&mut *store, &self.config_json)
+        self.lifecycle
+            .configure(store, &instance, &self.config_json)
             .await?
             .map_err(Step::Configure)?;
         Ok(instance)
@@ -238,11 +235,29 @@ impl LoadedPlugin {
         }
     }
 
-    /// Run `body` on a fresh configured instance within the plugin's deadline.
-    async fn call<R>(
+    /// The export `hook` is bound to, as the hook file's type `B`.
+    fn bound<B: Bound>(&self, hook: Hook) -> Result<&B, CallFailure> {
+        let (_, bound) = self
+            .hooks
+            .iter()
+            .find(|(h, _)| *h == hook)
+            .ok_or(CallFailure::NotServed(hook.name()))?;
+        let bound: &dyn Any = bound.as_ref();
+        bound.downcast_ref::<B>().ok_or_else(|| {
+            // A hook file asked for another hook's type: a host bug, never a plugin's.
+            CallFailure::Trap(format!("host error: hook \"{hook}\" is not bound as requested"))
+        })
+    }
+
+    /// Run `body` with `hook`'s bound export (the hook file's type `B`, which carries the
+    /// typed call) on a fresh configured instance, within the plugin's deadline:
+    /// `plugin.run(auth::HOOK, async |a: &Authenticator, store, instance| ...)`.
+    pub async fn run<B: Bound, R>(
         &self,
-        body: impl AsyncFnOnce(&mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
+        hook: Hook,
+        body: impl AsyncFnOnce(&B, &mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, CallFailure> {
+        let bound = self.bound::<B>(hook)?;
         let deadline = tokio::time::Instant::now() + self.timeout;
         let timed_out = || CallFailure::Timeout(self.timeout.as_millis() as u64);
         let _permit = tokio::time::timeout_at(deadline, self.runtime.permits.acquire())
@@ -253,7 +268,7 @@ impl LoadedPlugin {
         let mut store = self.store(remaining);
         let run = async {
             let instance = self.start(&mut store).await?;
-            Ok::<_, Step>(body(&mut store, &instance).await?)
+            Ok::<_, Step>(body(bound, &mut store, &instance).await?)
         };
         match tokio::time::timeout_at(deadline, run).await {
             Ok(Ok(r)) => Ok(r),
@@ -262,90 +277,6 @@ impl LoadedPlugin {
             Err(_) => Err(timed_out()),
         }
     }
-
-    pub async fn authenticate(
-        &self,
-        req: &AuthRequest,
-    ) -> Result<Result<Identity, Deny>, CallFailure> {
-        let indices = self
-            .auth
-            .as_ref()
-            .ok_or(CallFailure::NotServed(Hook::Auth))?;
-        self.call(async |store, instance| {
-            indices
-                .load(&mut *store, instance)?
-                .call_authenticate(&mut *store, req)
-                .await
-        })
-        .await
-    }
-
-    pub async fn check(
-        &self,
-        req: &AuthRequest,
-        identity: &Identity,
-    ) -> Result<Result<(), Deny>, CallFailure> {
-        let indices = self
-            .policy
-            .as_ref()
-            .ok_or(CallFailure::NotServed(Hook::RoomPolicy))?;
-        self.call(async |store, instance| {
-            indices
-                .load(&mut *store, instance)?
-                .call_check(&mut *store, req, identity)
-                .await
-        })
-        .await
-    }
-}
-
-/// Refuse imports the host does not provide or the config does not grant, naming them.
-fn check_imports(
-    runtime: &Runtime,
-    component: &Component,
-    config: &PluginConfig,
-) -> Result<(), String> {
-    let ty = component.component_type();
-    for (name, _) in ty.imports(&runtime.engine) {
-        if name.starts_with("wasi:") {
-            // Linked with nothing granted.
-            continue;
-        }
-        let Some(rest) = name.strip_prefix(HOST_PACKAGE) else {
-            return Err(format!(
-                "imports `{name}`, which Switchboard does not provide"
-            ));
-        };
-        let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
-        if version != &PACKAGE_VERSION[1..] {
-            return Err(format!(
-                "imports `{name}`, but this host provides switchboard:plugin{PACKAGE_VERSION}"
-            ));
-        }
-        let grants = &config.grants;
-        let missing = match iface {
-            "types" => None,
-            "log" => (!grants.log).then_some("grants.log = true"),
-            "clock" => (!grants.clock).then_some("grants.clock = true"),
-            "crypto" => (!grants.crypto).then_some("grants.crypto = true"),
-            "kv" => (!grants.kv).then_some("grants.kv = true"),
-            "http" => grants
-                .http
-                .is_empty()
-                .then_some("grants.http = [\"<upstream>\"]"),
-            _ => {
-                return Err(format!(
-                    "imports `{name}`, which Switchboard does not provide"
-                ));
-            }
-        };
-        if let Some(grant) = missing {
-            return Err(format!(
-                "imports `{name}` but is not granted it (set {grant})"
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn hex_prefix(hash: &ContentHash) -> String {

@@ -4,6 +4,8 @@
 //! PyJWT via `mint_jwt.py`, so the JWT plugin is checked against an independent implementation.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod tls;
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,12 +39,16 @@ pub fn component(name: &str) -> PathBuf {
     path
 }
 
-/// A `[[plugins]]` entry for the component `file` (e.g. "auth-jwt").
-pub fn plugin(name: &str, file: &str, hooks: &[Hook], config: Value) -> PluginConfig {
+/// A `[[plugins]]` entry for the component `file` (e.g. "auth-jwt") serving `hooks` (names as
+/// in `config.toml`: "auth", "room-policy").
+pub fn plugin(name: &str, file: &str, hooks: &[&str], config: Value) -> PluginConfig {
     PluginConfig {
         name: name.into(),
         path: component(file),
-        hooks: hooks.to_vec(),
+        hooks: hooks
+            .iter()
+            .map(|h| h.parse::<Hook>().expect("a registered hook"))
+            .collect(),
         config: match config {
             Value::Object(map) => map,
             Value::Null => Default::default(),
@@ -149,39 +155,51 @@ pub fn token<'a>(minted: &'a Value, name: &str) -> &'a str {
 /// A local HTTP service standing in for an identity provider, reached by plugins through a
 /// named upstream. `GET /check?token=T` answers `{"subject": "via-http:T"}` when the request
 /// carries `x-api-key: upstream-key` (injected by the host from config), 401 otherwise;
-/// token `slow` waits 400 ms first, token `stall` 5 s.
-pub async fn spawn_idp() -> String {
+/// token `slow` waits 400 ms first, token `stall` 5 s, token `banned` gets 403 and token
+/// `redirect` a 302 to another host.
+pub fn idp_router() -> axum::Router {
     use axum::extract::Query;
-    use axum::http::{HeaderMap, StatusCode};
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
     use axum::routing::get;
     use std::collections::HashMap;
 
-    async fn check(
-        headers: HeaderMap,
-        Query(q): Query<HashMap<String, String>>,
-    ) -> (StatusCode, String) {
+    async fn check(headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
         if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some("upstream-key") {
-            return (StatusCode::UNAUTHORIZED, "no api key".into());
+            return (StatusCode::UNAUTHORIZED, "no api key").into_response();
         }
         let token = q.get("token").cloned().unwrap_or_default();
         match token.as_str() {
             "slow" => tokio::time::sleep(std::time::Duration::from_millis(400)).await,
             "stall" => tokio::time::sleep(std::time::Duration::from_secs(5)).await,
-            "banned" => return (StatusCode::FORBIDDEN, "banned".into()),
+            "banned" => return (StatusCode::FORBIDDEN, "banned").into_response(),
+            "redirect" => {
+                return (
+                    StatusCode::FOUND,
+                    [(header::LOCATION, "http://127.0.0.1:9/check?token=evil")],
+                )
+                    .into_response();
+            }
             _ => {}
         }
         (
             StatusCode::OK,
             serde_json::json!({ "subject": format!("via-http:{token}") }).to_string(),
         )
+            .into_response()
     }
 
+    axum::Router::new().route("/check", get(check))
+}
+
+/// [`idp_router`] over plain HTTP on a free port; returns its base URL.
+pub async fn spawn_idp() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind idp");
     let addr = listener.local_addr().expect("idp addr");
     tokio::spawn(async move {
-        axum::serve(listener, axum::Router::new().route("/check", get(check)))
+        axum::serve(listener, idp_router())
             .await
             .expect("idp serves");
     });
@@ -195,10 +213,10 @@ pub fn idp_upstream(url: &str, timeout_ms: u64) -> BTreeMap<String, UpstreamConf
     BTreeMap::from([(
         "idp".to_string(),
         UpstreamConfig {
-            url: url.into(),
             timeout_ms,
             headers,
             max_response_kib: 64,
+            ..UpstreamConfig::new(url)
         },
     )])
 }
@@ -208,7 +226,7 @@ pub fn probe(name: &str, config: Value) -> PluginConfig {
     let mut p = plugin(
         name,
         "testing-probe",
-        &[switchboard::plugins::Hook::Auth],
+        &["auth"],
         config,
     );
     p.grants = PluginGrants {

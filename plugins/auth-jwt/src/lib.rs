@@ -10,7 +10,9 @@
 //!
 //! `room` holds room names or patterns (`*`, `?`); `role` holds `publish` and/or `play`.
 //! The identity expires at `exp` (plus leeway), so the host ends the session when the token
-//! does. See `docs/plugins.md` for every config key.
+//! does. Claims listed in `attribute_claims` (e.g. `["record"]`) are copied into the
+//! identity's attributes for later hooks (recording, webhooks). See `docs/plugins.md` for
+//! every config key.
 
 mod keys;
 mod token;
@@ -23,6 +25,11 @@ use token::TokenError;
 
 /// Most leeway an operator may configure: clock skew, not a grace period.
 const MAX_LEEWAY_SECS: u64 = 3600;
+/// The host's limits on identity attributes (`switchboard:plugin@0.2.0`, `identity`): more
+/// would be invalid output, which the host answers with 503 instead of a clear denial.
+const MAX_ATTRIBUTES: usize = 32;
+const MAX_ATTRIBUTE_NAME_BYTES: usize = 128;
+const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +60,10 @@ struct Settings {
     recheck_every_secs: Option<u32>,
     #[serde(default = "default_max_token_bytes")]
     max_token_bytes: usize,
+    /// Claims copied into the identity's attributes when present (strings as they are,
+    /// numbers and booleans as text, arrays and objects as JSON).
+    #[serde(default)]
+    attribute_claims: Vec<String>,
 }
 
 fn default_leeway() -> u64 {
@@ -108,6 +119,7 @@ pub struct JwtAuth {
     default_roles: Vec<Role>,
     recheck_every_secs: Option<u32>,
     max_token_bytes: usize,
+    attribute_claims: Vec<String>,
 }
 
 impl JwtAuth {
@@ -147,6 +159,26 @@ impl JwtAuth {
         if s.room_claim.is_empty() || s.role_claim.is_empty() {
             return Err("room_claim and role_claim must not be empty".into());
         }
+        if s.attribute_claims.len() > MAX_ATTRIBUTES {
+            return Err(format!(
+                "attribute_claims: {} claims, at most {MAX_ATTRIBUTES}",
+                s.attribute_claims.len()
+            ));
+        }
+        for (i, claim) in s.attribute_claims.iter().enumerate() {
+            if claim.is_empty()
+                || claim.len() > MAX_ATTRIBUTE_NAME_BYTES
+                || claim.chars().any(char::is_control)
+            {
+                return Err(format!(
+                    "attribute_claims[{i}]: a claim name of 1-{MAX_ATTRIBUTE_NAME_BYTES} bytes \
+                     without control characters"
+                ));
+            }
+            if s.attribute_claims[..i].contains(claim) {
+                return Err(format!("attribute_claims[{i}]: `{claim}` is listed twice"));
+            }
+        }
         Ok(JwtAuth {
             keys,
             issuer: s.issuer,
@@ -158,6 +190,7 @@ impl JwtAuth {
             default_roles: s.default_roles,
             recheck_every_secs: s.recheck_every_secs,
             max_token_bytes: s.max_token_bytes,
+            attribute_claims: s.attribute_claims,
         })
     }
 
@@ -187,6 +220,11 @@ impl JwtAuth {
         }
         if let Some(secs) = self.recheck_every_secs {
             identity = identity.recheck_every_secs(secs);
+        }
+        for name in &self.attribute_claims {
+            if let Some(value) = attribute_value(&claims, name)? {
+                identity = identity.with_attribute(name.as_str(), value);
+            }
         }
         Ok(identity)
     }
@@ -286,6 +324,28 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, 
             None => Err(Deny::unauthorized(format!("`{name}` is not a NumericDate"))),
         },
     }
+}
+
+/// The claim `name` as an attribute value: strings as they are, numbers and booleans as text,
+/// arrays and objects as JSON; absent or `null` is no attribute. A value the host would refuse
+/// makes the token invalid (401) rather than the plugin's output (503).
+fn attribute_value(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, Deny> {
+    let value = match claims.get(name) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
+        return Err(Deny::unauthorized(format!(
+            "claim `{name}` is over {MAX_ATTRIBUTE_VALUE_BYTES} bytes"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Deny::unauthorized(format!(
+            "claim `{name}` contains control characters"
+        )));
+    }
+    Ok(Some(value))
 }
 
 /// A claim that may be a string or an array of strings.

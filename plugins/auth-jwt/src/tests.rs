@@ -78,6 +78,7 @@ fn req(room: &str, action: Action, token: &str) -> AuthRequest {
             publishers: 0,
             viewers: 0,
         },
+        replacing: None,
     }
 }
 
@@ -380,4 +381,52 @@ fn config_errors_are_specific() {
         { "kty": "oct", "kid": "a", "k": b64(SECRET.as_bytes()) } ] } }))
         .contains("key id `a` is used by more than one key")
     );
+}
+
+#[test]
+fn attribute_claims_become_identity_attributes() {
+    let p = plugin(json!({
+        "secret": SECRET,
+        "attribute_claims": ["record", "tier", "quota", "tags", "absent"],
+    }))
+    .unwrap();
+    let mut claims = good_claims();
+    claims["record"] = json!(true);
+    claims["tier"] = json!("gold");
+    claims["quota"] = json!(5);
+    claims["tags"] = json!(["a", "b"]);
+    claims["ignored"] = json!("not listed");
+    let token = hs256(json!({"alg": "HS256"}), claims.clone(), SECRET.as_bytes());
+    let id = p.decide(&req("lobby", Action::Play, &token), NOW).unwrap();
+    assert_eq!(
+        id.attributes,
+        vec![
+            ("record".to_string(), "true".to_string()),
+            ("tier".to_string(), "gold".to_string()),
+            ("quota".to_string(), "5".to_string()),
+            ("tags".to_string(), r#"["a","b"]"#.to_string()),
+        ]
+    );
+    // Without `attribute_claims`, no claim leaks into the identity.
+    let plain = hs_plugin()
+        .decide(&req("lobby", Action::Play, &token), NOW)
+        .unwrap();
+    assert!(plain.attributes.is_empty());
+    // A value the host would refuse is the token's fault: 401, not a plugin failure.
+    claims["tier"] = json!("x".repeat(MAX_ATTRIBUTE_VALUE_BYTES + 1));
+    let token = hs256(json!({"alg": "HS256"}), claims, SECRET.as_bytes());
+    let (kind, reason) = denial(p.decide(&req("lobby", Action::Play, &token), NOW));
+    assert_eq!(kind, DenyKind::Unauthorized);
+    assert_eq!(reason, "claim `tier` is over 1024 bytes");
+
+    for (config, err) in [
+        (json!([""]), "attribute_claims[0]: a claim name"),
+        (json!(["a", "a"]), "attribute_claims[1]: `a` is listed twice"),
+        (json!("record"), "attribute_claims: invalid type"),
+    ] {
+        let e = plugin(json!({ "secret": SECRET, "attribute_claims": config }))
+            .err()
+            .expect("config error");
+        assert!(e.starts_with(err), "{e}");
+    }
 }

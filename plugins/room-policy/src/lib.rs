@@ -144,6 +144,7 @@ mod tests {
                 publishers,
                 viewers,
             },
+            replacing: None,
         }
     }
 

@@ -225,6 +225,7 @@ mod tests {
                 publishers: 0,
                 viewers: 0,
             },
+            replacing: None,
         }
     }
 

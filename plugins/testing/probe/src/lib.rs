@@ -6,6 +6,9 @@
 //!   `{"subject": ...}` admits, anything else denies with the reason.
 //! - `log-flood`: writes `config.lines` log lines, then admits.
 //! - `clock`: admits with an identity expiring `config.ttl_secs` from now.
+//! - `echo`: admits as `echo` with attributes telling what the host sent (`replacing`,
+//!   `publishers`, `viewers`) followed by `config.attributes` (`[["name", "value"], ...]`,
+//!   deliberately unchecked so tests can send what the host must refuse).
 
 use serde::Deserialize;
 use std::time::Duration;
@@ -26,6 +29,10 @@ pub enum Probe {
     },
     Clock {
         ttl_secs: u64,
+    },
+    Echo {
+        #[serde(default)]
+        attributes: Vec<(String, String)>,
     },
 }
 
@@ -74,6 +81,15 @@ impl Plugin for Probe {
             }
             Probe::Clock { ttl_secs } => {
                 Ok(Identity::new("clocked").expires_at_ms(clock::now_ms() + ttl_secs * 1000))
+            }
+            Probe::Echo { attributes } => {
+                let mut id = Identity::new("echo")
+                    .with_attribute("replacing", req.replacing.as_deref().unwrap_or("-"))
+                    .with_attribute("publishers", req.counts.publishers.to_string())
+                    .with_attribute("viewers", req.counts.viewers.to_string());
+                // Pushed as given (not `with_attribute`), duplicates included.
+                id.attributes.extend(attributes.iter().cloned());
+                Ok(id)
             }
         }
     }

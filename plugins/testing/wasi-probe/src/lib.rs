@@ -42,6 +42,7 @@ impl authenticator::Guest for WasiProbe {
             subject: format!(
                 "env={env} args={args} preopens={preopens} random={random} tcp={tcp} clock={clock}"
             ),
+            attributes: Vec::new(),
             expires_at: None,
             recheck_every_secs: None,
         })
