@@ -1,0 +1,273 @@
+//! FFmpeg's own WHIP muxer publishes into the real server and a webrtc-rs viewer plays it.
+//!
+//! FFmpeg is the one bundled in PyAV's wheels (FFmpeg 8, `whip` muxer), driven by
+//! `tests/clients/ffmpeg_whip_publish.py`: H.264 (libx264, constrained baseline) and Opus, the
+//! way `ffmpeg -f whip` sends them — its own ICE, DTLS (passive role) and SRTP code, so an
+//! independent implementation of the publishing side. PyAV's FFmpeg uses GnuTLS, whose
+//! self-generated DTLS certificate peers refuse, so the test hands it an EC certificate made
+//! by OpenSSL, as docs/clients.md tells users to.
+//!
+//! The viewer is `switchboard::client::Viewer`, whose keyframe counter understands VP8 only;
+//! the test asserts on packets received and on the codec of each received track instead.
+
+mod common;
+
+use common::*;
+use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use switchboard::client::Viewer;
+
+/// The pip requirement; PyAV 18 bundles FFmpeg 8 with the `whip` muxer.
+const PYAV: &str = "av>=18";
+/// How long the script may publish; it is killed as soon as the test has what it needs.
+const PUBLISH_SECONDS: u32 = 60;
+/// From spawning the script to FFmpeg having connected (Python start, import of PyAV, the WHIP
+/// POST, ICE, DTLS): a couple of seconds here, generous for a loaded CI machine.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// What the viewer must receive: about two seconds of the 320x240, 30 fps stream and of the
+/// 20 ms Opus frames.
+const WANT_VIDEO_PACKETS: u64 = 60;
+const WANT_AUDIO_PACKETS: u64 = 50;
+const MEDIA_TIMEOUT: Duration = Duration::from_secs(20);
+/// Stderr lines of the script kept for failure messages.
+const KEPT_LINES: usize = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_whip_muxer_publishes_h264_and_opus_that_a_whep_viewer_receives() {
+    ensure_pyav();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (cert, key) = ec_certificate(dir.path());
+    let (server, base) = start("").await;
+    let room = "ffmpeg-whip";
+
+    let mut ffmpeg = FfmpegPublisher::spawn(&format!("{base}/whip/{room}"), &cert, &key);
+    ffmpeg.wait_connected(CONNECT_TIMEOUT);
+
+    let viewer = Viewer::connect(&base, room, &opts())
+        .await
+        .unwrap_or_else(|e| panic!("WHEP viewer could not join room {room}: {e}"));
+    viewer
+        .wait_connected(T)
+        .await
+        .unwrap_or_else(|e| panic!("WHEP viewer did not connect: {e}{}", ffmpeg.context()));
+    let received = eventually(MEDIA_TIMEOUT, || {
+        viewer.stats.video_packets.load(Ordering::Relaxed) >= WANT_VIDEO_PACKETS
+            && viewer.stats.audio_packets.load(Ordering::Relaxed) >= WANT_AUDIO_PACKETS
+    })
+    .await;
+    let (video, audio) = (
+        viewer.stats.video_packets.load(Ordering::Relaxed),
+        viewer.stats.audio_packets.load(Ordering::Relaxed),
+    );
+    assert!(
+        received,
+        "within {MEDIA_TIMEOUT:?} the viewer got {video} video packets (want \
+         {WANT_VIDEO_PACKETS}) and {audio} audio packets (want {WANT_AUDIO_PACKETS}){}",
+        ffmpeg.context()
+    );
+
+    // What the viewer's tracks carry: the codecs FFmpeg's muxer sends.
+    let codecs = received_codecs(&viewer).await;
+    let video_codec = codecs
+        .iter()
+        .find(|c| c.mime_type.to_lowercase().starts_with("video/"))
+        .unwrap_or_else(|| panic!("no video track at the viewer: {codecs:?}"));
+    assert!(
+        video_codec.mime_type.eq_ignore_ascii_case("video/H264"),
+        "video is forwarded as FFmpeg sent it (H.264): {video_codec:?}"
+    );
+    assert_eq!(video_codec.clock_rate, 90_000, "{video_codec:?}");
+    assert!(
+        video_codec.sdp_fmtp_line.contains("packetization-mode=1"),
+        "H.264 in packetization mode 1 as the muxer offered: {video_codec:?}"
+    );
+    let audio_codec = codecs
+        .iter()
+        .find(|c| c.mime_type.to_lowercase().starts_with("audio/"))
+        .unwrap_or_else(|| panic!("no audio track at the viewer: {codecs:?}"));
+    assert!(
+        audio_codec.mime_type.eq_ignore_ascii_case("audio/opus"),
+        "{audio_codec:?}"
+    );
+    assert_eq!(audio_codec.clock_rate, 48_000, "{audio_codec:?}");
+    eprintln!(
+        "ffmpeg_whip: viewer got {video} H.264 and {audio} Opus packets ({} bytes, {} lost)",
+        viewer.stats.bytes.load(Ordering::Relaxed),
+        viewer.stats.lost.load(Ordering::Relaxed)
+    );
+
+    viewer.delete().await.expect("viewer DELETE");
+    viewer.close().await;
+    ffmpeg.kill();
+    server.shutdown().await;
+}
+
+/// The codec of every track the viewer receives, per SSRC (as negotiated and seen on the wire).
+async fn received_codecs(viewer: &Viewer) -> Vec<RTCRtpCodec> {
+    let mut codecs = Vec::new();
+    for receiver in viewer.pc.get_receivers().await {
+        let track = receiver.track();
+        for ssrc in track.ssrcs().await {
+            if let Some(codec) = track.codec(ssrc).await {
+                codecs.push(codec);
+            }
+        }
+    }
+    codecs
+}
+
+/// The publisher script, killed when dropped whatever happens to the test.
+struct FfmpegPublisher {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl FfmpegPublisher {
+    fn spawn(url: &str, cert: &Path, key: &Path) -> FfmpegPublisher {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/ffmpeg_whip_publish.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(["--url", url, "--seconds", &PUBLISH_SECONDS.to_string()])
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run python3 {}: {e}", script.display()));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let kept = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut kept = kept.lock().expect("lines lock");
+                if kept.len() == KEPT_LINES {
+                    kept.remove(0);
+                }
+                kept.push(line);
+            }
+        });
+        FfmpegPublisher { child, lines }
+    }
+
+    /// Waits for the script's "connected" line; panics with its output if it exits or stalls.
+    fn wait_connected(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.lines().iter().any(|l| l.contains("connected")) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader thread drain the last lines.
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "the FFmpeg WHIP publisher exited ({status}) before connecting{}",
+                    self.context()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the FFmpeg WHIP publisher did not connect within {timeout:?}{}",
+                    self.context()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lines lock").clone()
+    }
+
+    /// The script's recent output, for failure messages.
+    fn context(&self) -> String {
+        let lines = self.lines();
+        if lines.is_empty() {
+            return "; the publisher printed nothing".into();
+        }
+        format!("; publisher output:\n    {}", lines.join("\n    "))
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for FfmpegPublisher {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An EC (P-256) self-signed certificate and its key, made by the OpenSSL CLI.
+fn ec_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ffmpeg-whip-test",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl (install the `openssl` package): {e}"));
+    assert!(
+        out.status.success(),
+        "openssl could not make an EC certificate: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    (cert, key)
+}
+
+/// Makes sure PyAV with the `whip` muxer is importable, installing it with pip once if needed
+/// (`cargo xtask test` installs it up front).
+fn ensure_pyav() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let usable = || {
+            Command::new("python3")
+                .args([
+                    "-c",
+                    "import av, sys; sys.exit(0 if 'whip' in av.formats_available else 3)",
+                ])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if usable() {
+            return;
+        }
+        eprintln!("ffmpeg_whip: installing PyAV ({PYAV}) with pip");
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", PYAV])
+            .status()
+            .expect("python3 is needed for the FFmpeg WHIP test");
+        assert!(
+            status.success() && usable(),
+            "PyAV with FFmpeg's `whip` muxer is not available: run `python3 -m pip install '{PYAV}'`"
+        );
+    });
+}
