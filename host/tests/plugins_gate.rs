@@ -264,12 +264,7 @@ async fn swapping_auth_in_config_changes_behaviour() {
     ));
 
     gate.reload_with(
-        vec![plugin(
-            "jwt",
-            "auth-jwt",
-            &["auth"],
-            jwt_config(&minted),
-        )],
+        vec![plugin("jwt", "auth-jwt", &["auth"], jwt_config(&minted))],
         no_upstreams(),
     )
     .await
@@ -467,23 +462,13 @@ async fn recheck_ends_expired_or_revoked_sessions() {
 async fn load_errors_name_the_plugin_and_reason() {
     let err = |r: Result<PluginGate, PluginError>| r.err().expect("load must fail").to_string();
 
-    let bad_config = plugin(
-        "jwt",
-        "auth-jwt",
-        &["auth"],
-        json!({ "secret": "short" }),
-    );
+    let bad_config = plugin("jwt", "auth-jwt", &["auth"], json!({ "secret": "short" }));
     assert_eq!(
         err(PluginGate::new(vec![bad_config], no_upstreams()).await),
         "plugin `jwt`: rejected its config: secret: HS256 secret is 5 bytes; use at least 32 random bytes"
     );
 
-    let unknown_key = plugin(
-        "st",
-        "static-token",
-        &["auth"],
-        json!({ "tokens": "x" }),
-    );
+    let unknown_key = plugin("st", "static-token", &["auth"], json!({ "tokens": "x" }));
     let msg = err(PluginGate::new(vec![unknown_key], no_upstreams()).await);
     assert_eq!(
         msg,

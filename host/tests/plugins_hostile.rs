@@ -109,12 +109,9 @@ async fn the_server_keeps_serving_while_plugins_misbehave() {
             .unwrap(),
     );
     let bomb = Arc::new(
-        PluginGate::new(
-            vec![hostile("bomb", "memory", &["auth"])],
-            no_upstreams(),
-        )
-        .await
-        .unwrap(),
+        PluginGate::new(vec![hostile("bomb", "memory", &["auth"])], no_upstreams())
+            .await
+            .unwrap(),
     );
     let good = Arc::new(
         PluginGate::new(vec![tokens()], no_upstreams())

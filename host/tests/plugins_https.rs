@@ -63,10 +63,7 @@ async fn https_upstream_with_an_unknown_ca_fails_on_the_certificate() {
         let gate = PluginGate::new(vec![remote()], upstreams(&url, ca_file))
             .await
             .unwrap();
-        match gate
-            .admit(&request("r", Action::Play, Some("alice")))
-            .await
-        {
+        match gate.admit(&request("r", Action::Play, Some("alice"))).await {
             // The probe turns the host's `http-error` into its denial reason.
             Err(Denied::Unauthorized(reason)) => {
                 assert!(
@@ -89,7 +86,10 @@ async fn a_bad_ca_file_fails_the_load_naming_the_key() {
     let not_pem = dir.path().join("not.pem");
     std::fs::write(&not_pem, "this is not a certificate\n").unwrap();
     let missing = dir.path().join("missing.pem");
-    for (ca_file, why) in [(not_pem, "holds no PEM certificate"), (missing, "cannot read")] {
+    for (ca_file, why) in [
+        (not_pem, "holds no PEM certificate"),
+        (missing, "cannot read"),
+    ] {
         let err = PluginGate::new(
             vec![remote()],
             upstreams("https://127.0.0.1:9", Some(ca_file)),

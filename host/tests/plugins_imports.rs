@@ -218,12 +218,7 @@ async fn wasi_components_load_with_nothing_granted() {
     // A component written without the SDK that imports WASI p2 (as other languages' toolchains
     // produce): it loads, and sees no environment, arguments, directories or sockets.
     let gate = PluginGate::new(
-        vec![plugin(
-            "wasi",
-            "testing-wasi-probe",
-            &["auth"],
-            json!({}),
-        )],
+        vec![plugin("wasi", "testing-wasi-probe", &["auth"], json!({}))],
         no_upstreams(),
     )
     .await

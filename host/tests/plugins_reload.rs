@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
-use switchboard::auth::{Action, Gatekeeper};
 use switchboard::admin;
+use switchboard::auth::{Action, Gatekeeper};
 use switchboard::plugins::{PluginConfig, PluginGate, UpstreamConfig, spawn_sighup_reload};
 
 fn tokens(token: &str) -> PluginConfig {

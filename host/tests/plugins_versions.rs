@@ -23,8 +23,18 @@ async fn a_0_1_0_component_decides_next_to_0_2_0_plugins() {
                 &["auth", "room-policy"],
                 json!({ "token": "old-token", "max_viewers": 2, "recheck_every_secs": 30 }),
             ),
-            plugin("tokens", "static-token", &["auth"], json!({ "token": "new-token" })),
-            plugin("rooms", "room-policy", &["room-policy"], json!({ "max_publishers": 1 })),
+            plugin(
+                "tokens",
+                "static-token",
+                &["auth"],
+                json!({ "token": "new-token" }),
+            ),
+            plugin(
+                "rooms",
+                "room-policy",
+                &["room-policy"],
+                json!({ "max_publishers": 1 }),
+            ),
         ],
         no_upstreams(),
     )

@@ -25,9 +25,7 @@ use subtle::ConstantTimeEq;
 /// Every admin route, with the token check applied. Merge it into the application router:
 /// `app.merge(admin::router(gate, token))`. An empty or absent `token` disables them (404).
 pub fn router(gate: Arc<PluginGate>, token: Option<String>) -> axum::Router {
-    let token: Option<Arc<[u8; 32]>> = token
-        .filter(|t| !t.is_empty())
-        .map(|t| Arc::new(sha(&t)));
+    let token: Option<Arc<[u8; 32]>> = token.filter(|t| !t.is_empty()).map(|t| Arc::new(sha(&t)));
     plugins::routes(gate).route_layer(middleware::from_fn_with_state(token, require_token))
 }
 

@@ -194,11 +194,11 @@ mod tests {
 
     #[test]
     fn attributes_are_bounded() {
-        let bad = |attributes: &[(&str, &str)]| {
-            match to_identity(wit_identity("alice", attributes)).unwrap_err() {
-                CallFailure::BadOutput(why) => why,
-                other => panic!("{other:?}"),
-            }
+        let bad = |attributes: &[(&str, &str)]| match to_identity(wit_identity("alice", attributes))
+            .unwrap_err()
+        {
+            CallFailure::BadOutput(why) => why,
+            other => panic!("{other:?}"),
         };
         let long_value = "v".repeat(MAX_ATTRIBUTE_VALUE_BYTES + 1);
         assert_eq!(
@@ -225,7 +225,10 @@ mod tests {
         };
         assert_eq!(to_wit(&req).replacing.as_deref(), Some("old-encoder"));
         let id = to_identity(wit_identity("alice", &[("record", "true")])).unwrap();
-        assert_eq!(identity_to_wit(&id), wit_identity("alice", &[("record", "true")]));
+        assert_eq!(
+            identity_to_wit(&id),
+            wit_identity("alice", &[("record", "true")])
+        );
     }
 
     #[test]

@@ -87,12 +87,13 @@ impl LoadedPlugin {
             .exports(&runtime.engine)
             .map(|(n, _)| n.to_string())
             .collect();
-        let abi = detect::detect(imports.iter().chain(&exports).map(String::as_str)).map_err(
-            |e| PluginError::Version {
-                plugin: name.clone(),
-                reason: e.to_string(),
-            },
-        )?;
+        let abi =
+            detect::detect(imports.iter().chain(&exports).map(String::as_str)).map_err(|e| {
+                PluginError::Version {
+                    plugin: name.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
         let interface = |reason: String| PluginError::Interface {
             plugin: name.clone(),
             interface: abi.to_string(),
@@ -105,10 +106,7 @@ impl LoadedPlugin {
             .instantiate_pre(&component)
             .map_err(|e| interface(format!("{e:#}")))?;
         let lifecycle = Lifecycle::bind(&pre, abi).ok_or_else(|| {
-            interface(format!(
-                "does not export `{}`",
-                abi.interface("lifecycle")
-            ))
+            interface(format!("does not export `{}`", abi.interface("lifecycle")))
         })?;
         let mut hooks = Vec::with_capacity(config.hooks.len());
         for &hook in &config.hooks {
@@ -245,7 +243,9 @@ impl LoadedPlugin {
         let bound: &dyn Any = bound.as_ref();
         bound.downcast_ref::<B>().ok_or_else(|| {
             // A hook file asked for another hook's type: a host bug, never a plugin's.
-            CallFailure::Trap(format!("host error: hook \"{hook}\" is not bound as requested"))
+            CallFailure::Trap(format!(
+                "host error: hook \"{hook}\" is not bound as requested"
+            ))
         })
     }
 

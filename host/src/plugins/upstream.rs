@@ -100,10 +100,18 @@ impl UpstreamConfig {
         for (header, value) in &self.headers {
             HeaderName::from_bytes(header.as_bytes())
                 .map_err(|_| bad("headers", format!("`{header}` is not a valid header name")))?;
-            HeaderValue::from_str(value)
-                .map_err(|_| bad(&format!("headers.{header}"), "not a valid header value".into()))?;
+            HeaderValue::from_str(value).map_err(|_| {
+                bad(
+                    &format!("headers.{header}"),
+                    "not a valid header value".into(),
+                )
+            })?;
         }
-        if self.ca_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        if self
+            .ca_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
             return Err(bad("ca_file", "must name a PEM file".into()));
         }
         Ok(())
@@ -265,7 +273,11 @@ fn client(ca_file: Option<&Path>) -> Result<reqwest::Client, String> {
         }
     }
     builder.build().map_err(|e| match ca_file {
-        Some(path) => format!("{}: cannot use these certificates: {}", path.display(), chain(&e)),
+        Some(path) => format!(
+            "{}: cannot use these certificates: {}",
+            path.display(),
+            chain(&e)
+        ),
         None => format!("cannot build the HTTP client: {}", chain(&e)),
     })
 }

@@ -223,12 +223,7 @@ pub fn idp_upstream(url: &str, timeout_ms: u64) -> BTreeMap<String, UpstreamConf
 
 /// The probe plugin with every grant (it imports every host interface).
 pub fn probe(name: &str, config: Value) -> PluginConfig {
-    let mut p = plugin(
-        name,
-        "testing-probe",
-        &["auth"],
-        config,
-    );
+    let mut p = plugin(name, "testing-probe", &["auth"], config);
     p.grants = PluginGrants {
         kv: true,
         http: vec!["idp".into()],

@@ -421,7 +421,10 @@ fn attribute_claims_become_identity_attributes() {
 
     for (config, err) in [
         (json!([""]), "attribute_claims[0]: a claim name"),
-        (json!(["a", "a"]), "attribute_claims[1]: `a` is listed twice"),
+        (
+            json!(["a", "a"]),
+            "attribute_claims[1]: `a` is listed twice",
+        ),
         (json!("record"), "attribute_claims: invalid type"),
     ] {
         let e = plugin(json!({ "secret": SECRET, "attribute_claims": config }))

@@ -9,9 +9,9 @@
 //! `auth-request.replacing` (not shown to 0.1.0 plugins; `counts` still exclude the replaced
 //! publisher, which is what a 0.1.0 room policy needs to let a publisher take over).
 
+use self::switchboard::plugin as old;
 use super::latest::switchboard::plugin as new;
 use crate::plugins::imports::CallState;
-use self::switchboard::plugin as old;
 
 wasmtime::component::bindgen!({
     world: "full",
@@ -73,10 +73,7 @@ impl old::kv::Host for CallState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<bool, old::kv::KvError>> {
-        Ok(
-            new::kv::Host::compare_and_set(self, key, expected, value, ttl_ms)?
-                .map_err(Into::into),
-        )
+        Ok(new::kv::Host::compare_and_set(self, key, expected, value, ttl_ms)?.map_err(Into::into))
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, old::kv::KvError>> {
