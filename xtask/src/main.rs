@@ -2,7 +2,7 @@
 //!
 //! - `run [-- ARGS]`: build (release) and run the server on `config.toml`.
 //! - `test [ARGS]`: install what the tests need, build the plugins, run the whole test suite,
-//!   then smoke-test `cargo xtask run` itself (skipped when ARGS narrow the run).
+//!   and smoke-test `cargo xtask run` itself (skipped when ARGS narrow the run).
 //! - `smoke`: only the smoke test of `cargo xtask run` (see `smoke.rs`).
 //! - `plugins`: build every plugin into a WebAssembly component under `target/plugins/`.
 //! - `setup`: only the installation step of `test`.
@@ -118,24 +118,47 @@ fn run(root: &Path, extra: &[String]) -> Result<()> {
     )
 }
 
+/// How long `test` waits for `cargo xtask run` to start its release build before building
+/// the tests (see [`smoke::Smoke::wait_until_building`]).
+const SMOKE_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// The README's test command. A full run (no ARGS) also smoke-tests the README's run command:
+/// it is started first so its release build overlaps the plugin and test builds, and checked
+/// once they are done, before any test runs.
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     setup(root)?;
+    let smoke = if extra.is_empty() {
+        let mut smoke = smoke::Smoke::start(root)?;
+        smoke.wait_until_building(SMOKE_START_TIMEOUT);
+        Some(smoke)
+    } else {
+        eprintln!("xtask: test arguments given; skipping the smoke test of `cargo xtask run`");
+        None
+    };
     plugins::build_plugins()?;
     plugins::test_plugins()?;
-    let mut cmd = Command::new(cargo());
-    cmd.args(["test", "--workspace", "--no-fail-fast"])
-        .args(extra);
-    let tests = run_status(&mut cmd, "cargo test");
-    if !extra.is_empty() {
-        eprintln!("xtask: test arguments given; skipping the smoke test of `cargo xtask run`");
-        return tests;
-    }
-    // Run even after failed tests: whether the README's run command works is worth knowing.
-    let smoke = smoke::run_command_smoke_test(root);
+    let cargo_test = || {
+        let mut cmd = Command::new(cargo());
+        cmd.args(["test", "--workspace", "--no-fail-fast"])
+            .args(extra);
+        cmd
+    };
+    let Some(smoke) = smoke else {
+        return run_status(&mut cargo_test(), "cargo test");
+    };
+    run_status(
+        cargo_test().arg("--no-run"),
+        "building the tests (cargo test --no-run)",
+    )?;
+    // Checked even if it failed: the test results are worth having either way.
+    let smoke = smoke.finish();
+    let tests = run_status(&mut cargo_test(), "cargo test");
     match (tests, smoke) {
-        (Ok(()), smoke) => smoke,
+        (Ok(()), smoke) => smoke.context("smoke test of `cargo xtask run`"),
         (Err(tests), Ok(())) => Err(tests),
-        (Err(tests), Err(smoke)) => bail!("{tests:#}; and the smoke test failed: {smoke:#}"),
+        (Err(tests), Err(smoke)) => {
+            bail!("{tests:#}; and the smoke test of `cargo xtask run` failed: {smoke:#}")
+        }
     }
 }
 

@@ -36,27 +36,67 @@ const PUBLISH_PAGE_MARKERS: [&str; 2] = ["<title>Publish", "data-page=\"publish\
 /// What the server prints when it has shut down gracefully (host/src/main.rs).
 const STOPPED_LINE: &str = "switchboard stopped";
 
-/// Runs the smoke test; the error says which expectation failed.
+/// Runs the smoke test from start to end; the error says which expectation failed.
 pub fn run_command_smoke_test(root: &Path) -> Result<()> {
-    let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let log_dir = target_dir(root).join("xtask-smoke");
-    std::fs::create_dir_all(&log_dir)
-        .with_context(|| format!("cannot create {}", log_dir.display()))?;
-    let log_path = log_dir.join("run.log");
-    let started = Instant::now();
-    eprintln!(
-        "xtask smoke: running `cargo xtask run` in {} with SWITCHBOARD_HTTP__BIND=127.0.0.1:{port} \
-         (output: {}); the first run builds the release binary, about 15 min on 2 cores",
-        root.display(),
-        log_path.display()
-    );
-    let mut run = RunCommand::spawn(root, port, &log_path)?;
-    let result = drive(&mut run, &base, started);
-    if result.is_err() {
-        print_log_tail(&log_path);
+    Smoke::start(root)?.finish()
+}
+
+/// A smoke test under way: `cargo xtask run` started, not yet checked.
+///
+/// `cargo xtask test` starts it before building the tests, so the release build it triggers
+/// overlaps the plugin and test builds (cargo locks `target/release` and `target/debug`
+/// separately), and checks it once they are built and before any test runs, so no test
+/// shares the CPU with the release build.
+pub struct Smoke {
+    run: RunCommand,
+    base: String,
+    started: Instant,
+}
+
+impl Smoke {
+    /// Spawns `cargo xtask run` on a free port.
+    pub fn start(root: &Path) -> Result<Smoke> {
+        let port = free_port()?;
+        let log_dir = target_dir(root).join("xtask-smoke");
+        std::fs::create_dir_all(&log_dir)
+            .with_context(|| format!("cannot create {}", log_dir.display()))?;
+        let log_path = log_dir.join("run.log");
+        eprintln!(
+            "xtask smoke: running `cargo xtask run` in {} with \
+             SWITCHBOARD_HTTP__BIND=127.0.0.1:{port} (output: {}); the first run builds the \
+             release binary, about 15 min on 2 cores",
+            root.display(),
+            log_path.display()
+        );
+        Ok(Smoke {
+            run: RunCommand::spawn(root, port, &log_path)?,
+            base: format!("http://127.0.0.1:{port}"),
+            started: Instant::now(),
+        })
     }
-    result
+
+    /// Waits (at most `timeout`) until the command has printed something: the `cargo run
+    /// --release` it starts has then taken its own lock, and a debug build started next no
+    /// longer blocks the xtask build that comes first. Returns early if the command exits.
+    pub fn wait_until_building(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let printed = std::fs::metadata(&self.run.log_path).is_ok_and(|m| m.len() > 0);
+            if printed || !matches!(self.run.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits for `/healthz`, checks `/publish`, stops the command with Ctrl-C.
+    pub fn finish(mut self) -> Result<()> {
+        let result = drive(&mut self.run, &self.base, self.started);
+        if result.is_err() {
+            print_log_tail(&self.run.log_path);
+        }
+        result
+    }
 }
 
 fn drive(run: &mut RunCommand, base: &str, started: Instant) -> Result<()> {
