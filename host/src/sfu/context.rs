@@ -2,6 +2,7 @@
 //! sessions, admission, events and the room settings. Owned by [`Sfu`](super::Sfu), handed to
 //! each part by reference.
 
+use super::candidates::CandidatePolicy;
 use super::peer::PeerFactory;
 use super::registry::Registry;
 use crate::auth::Gatekeeper;
@@ -13,6 +14,8 @@ use std::time::Duration;
 
 pub struct Context {
     pub peers: PeerFactory,
+    /// Which remote ICE candidates may be checked.
+    pub candidates: CandidatePolicy,
     pub registry: Arc<Registry>,
     pub gate: Arc<dyn Gatekeeper>,
     pub events: EventBus,
@@ -26,6 +29,7 @@ impl Context {
     pub fn new(config: &Config, gate: Arc<dyn Gatekeeper>, events: EventBus) -> Context {
         Context {
             peers: PeerFactory::new(config.webrtc.clone()),
+            candidates: CandidatePolicy::new(&config.webrtc.bind_ips),
             registry: Arc::new(Registry::new(Duration::from_millis(
                 config.rooms.keyframe_request_interval_ms,
             ))),

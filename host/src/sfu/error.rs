@@ -11,6 +11,10 @@ pub enum SfuError {
     SessionNotFound,
     #[error("ETag does not match the session's current state")]
     PreconditionFailed,
+    #[error("an ICE restart must carry If-Match with the session's ETag")]
+    PreconditionRequired,
+    #[error("{0}")]
+    TooManyCandidates(String),
     #[error("invalid SDP offer: {0}")]
     BadOffer(String),
     #[error("invalid trickle-ice-sdpfrag: {0}")]
@@ -37,6 +41,8 @@ pub enum Fault {
     NotFound,
     /// Stale ETag (412).
     Precondition,
+    /// A conditional request sent without its condition (428).
+    PreconditionRequired,
     /// Malformed input (400).
     Client,
     /// The room's state forbids it (409).
@@ -52,7 +58,10 @@ impl SfuError {
         match self {
             SfuError::RoomNotFound | SfuError::SessionNotFound => Fault::NotFound,
             SfuError::PreconditionFailed => Fault::Precondition,
-            SfuError::BadOffer(_) | SfuError::BadFragment(_) => Fault::Client,
+            SfuError::PreconditionRequired => Fault::PreconditionRequired,
+            SfuError::BadOffer(_) | SfuError::BadFragment(_) | SfuError::TooManyCandidates(_) => {
+                Fault::Client
+            }
             SfuError::PublisherConflict { .. } => Fault::Conflict,
             SfuError::ShuttingDown | SfuError::Peer(PeerError::NoPort(..)) => Fault::Capacity,
             SfuError::Peer(PeerError::Build(_)) | SfuError::WebRtc(_) | SfuError::Closed => {

@@ -12,7 +12,8 @@ use super::peer::{DtlsSide, PeerRole};
 use super::room::{PublisherSlot, Room};
 use super::session::{Created, EndReason, Peer};
 use super::state::{PeerStates, StateHandler};
-use super::supervise::{self, NewSession};
+use super::session::NewSession;
+use super::supervise;
 use super::admission::Reservation;
 use crate::auth::{Action, AdmitRequest, Identity};
 use futures::FutureExt;
@@ -34,6 +35,7 @@ pub async fn start_publisher(
     admit: AdmitRequest,
     offer: String,
 ) -> Result<Created, SfuError> {
+    let (offer, remote_candidates) = ctx.candidates.filter_offer(&offer)?;
     let room = reservation.room().clone();
     let key = ctx.next_key();
     let states = Arc::new(PeerStates::default());
@@ -74,6 +76,7 @@ pub async fn start_publisher(
             identity,
             admit,
             states,
+            remote_candidates,
         },
     );
     if let Some(old) = replaced.and_then(|p| ctx.registry.session_by_id(&p.session)) {

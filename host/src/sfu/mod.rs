@@ -10,7 +10,8 @@
 //! - `ingest`: publishers — their connection and the readers that feed the hubs.
 //! - `viewer`: viewers — their connection on either driver, attached to the hubs.
 //! - `supervise`: a session's life after set-up, and the one place it is torn down.
-//! - `negotiate`: offer/answer, trickle and ICE restart.
+//! - `negotiate`: offer/answer, trickle and ICE restart; `candidates`: which remote ICE
+//!   candidates may be checked (caps, forbidden addresses: no reflection).
 //! - `registry`, `room`, `session`, `context`, `state`, `error`: what the parts share.
 //! - The media path: `forward` (the hot path: fan-out from the publisher's reader),
 //!   `layers` (which of a publisher's streams viewers get), `codec` (keyframe detection),
@@ -19,6 +20,7 @@
 //!   `feedback` (keyframe requests out of RTCP), `peer` (building connections), `trickle`.
 
 pub mod admission;
+pub mod candidates;
 pub mod codec;
 mod context;
 pub mod direct;
@@ -144,7 +146,7 @@ impl Sfu {
         body: &[u8],
     ) -> Result<Patched, SfuError> {
         let session = self.session(room, id)?;
-        negotiate::patch(&self.ctx.peers, &session, if_match, body).await
+        negotiate::patch(&self.ctx.peers, &self.ctx.candidates, &session, if_match, body).await
     }
 
     /// End every session (graceful shutdown) and wait briefly for them to close.

@@ -1,11 +1,13 @@
 //! Offer/answer: applying a client's SDP offer (the first, or an ICE restart) and producing
 //! our complete answer; PATCH on a session resource (trickled candidates, ICE restart).
 
+use super::candidates::{self, CandidatePolicy};
 use super::error::SfuError;
 use super::peer::PeerFactory;
 use super::session::{Patched, Peer, Session};
 use super::state::PeerStates;
 use super::trickle;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use webrtc::peer_connection::{RTCIceCandidateInit, RTCIceGatheringState, RTCSessionDescription};
 
@@ -61,8 +63,12 @@ async fn negotiate_desc(
 
 /// PATCH on a session resource: trickle candidates, or an ICE restart when the fragment
 /// carries new credentials.
+///
+/// Candidates are capped and filtered (see [`candidates`](super::candidates)); an ICE restart
+/// must name the current ETag (428 without, 412 when stale).
 pub async fn patch(
     peers: &PeerFactory,
+    policy: &CandidatePolicy,
     session: &Session,
     if_match: Option<&str>,
     body: &[u8],
@@ -73,6 +79,7 @@ pub async fn patch(
         return Err(SfuError::PreconditionFailed);
     }
     let frag = trickle::SdpFrag::parse(body).map_err(|e| SfuError::BadFragment(e.to_string()))?;
+    candidates::check_request(frag.candidates.len())?;
     let _guard = session.patch_lock.lock().await;
     let remote = session.pc.remote_sdp().await.ok_or(SfuError::Closed)?;
     let current = trickle::ice_credentials(&remote);
@@ -82,6 +89,25 @@ pub async fn patch(
         _ => false,
     };
     let first_mid = first_mid(&remote);
+    if restart && if_match.is_none() {
+        return Err(SfuError::PreconditionRequired);
+    }
+    let allowed: Vec<_> = frag
+        .candidates
+        .into_iter()
+        .filter(|(_, c)| {
+            let ok = policy.allows(c);
+            if !ok {
+                tracing::debug!(session = %session.id, candidate = %c, "remote candidate dropped");
+            }
+            ok
+        })
+        .collect();
+    let had = match restart {
+        true => 0, // a restart starts a new ICE generation
+        false => session.remote_candidates.load(Ordering::Relaxed),
+    };
+    candidates::check_session(had, allowed.len())?;
 
     let outcome = if restart {
         let (ufrag, pwd) = (
@@ -92,6 +118,7 @@ pub async fn patch(
             .map_err(|e| SfuError::BadFragment(e.to_string()))?;
         let answer = negotiate_desc(peers, &session.pc, &session.states, offer).await?;
         let etag = session.rotate_etag();
+        session.remote_candidates.store(0, Ordering::Relaxed);
         tracing::info!(session = %session.id, "ICE restart");
         Patched::Restarted {
             fragment: trickle::answer_fragment(&answer),
@@ -102,7 +129,10 @@ pub async fn patch(
     };
 
     let ufrag = frag.ufrag.clone().or(current.map(|c| c.0));
-    for (mid, candidate) in frag.candidates {
+    session
+        .remote_candidates
+        .fetch_add(allowed.len(), Ordering::Relaxed);
+    for (mid, candidate) in allowed {
         let init = RTCIceCandidateInit {
             candidate,
             sdp_mid: mid.or_else(|| first_mid.clone()),

@@ -53,7 +53,13 @@ pub enum PeerRole {
 
 /// ICE check (and connection timer) interval while a connection is being established.
 const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
-const ICE_MAX_CHECKS: u16 = 100;
+/// Binding requests the server sends to one remote candidate before giving it up: 0.5 s of
+/// checks, covering round trips up to that, the same order of magnitude as STUN's 7
+/// retransmissions. The client's own checks (triggered checks) revive a pair at any time, so a
+/// short budget costs nothing to a real client, and it bounds what a list of someone else's
+/// addresses can make the server send (see `candidates`: at most
+/// `MAX_PER_SESSION x (ICE_MAX_CHECKS + 1)` datagrams per session).
+pub const ICE_MAX_CHECKS: u16 = 25;
 
 /// Packets of history the NACK responder keeps per viewer video stream: about 2 s of 1 Mbit/s
 /// video and 0.6 s at 4 Mbit/s, beyond any round trip worth retransmitting into. Each slot
@@ -366,8 +372,8 @@ impl PeerFactory {
             // Tick every 20 ms rather than 200 ms while ICE is connecting. When the offer says
             // `a=setup:passive` we are the DTLS client, and webrtc-rs only sends the ClientHello
             // on the connection's next timer tick after the candidate pair is selected: with
-            // the default that added ~200 ms to every such join. 100 checks keep the default's
-            // ~2 s before a silent candidate pair is given up.
+            // the default that added ~200 ms to every such join. See ICE_MAX_CHECKS for how
+            // many checks a silent candidate gets.
             .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_CHECKS))
             // GCM first: cheaper per packet than AES-CM + HMAC-SHA1, and what browsers prefer.
             .with_srtp_protection_profiles(vec![

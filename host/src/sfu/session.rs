@@ -94,6 +94,20 @@ impl std::fmt::Display for EndReason {
     }
 }
 
+/// What a new session is made of.
+pub struct NewSession {
+    pub id: String,
+    pub key: u64,
+    pub room: Arc<Room>,
+    pub action: Action,
+    pub peer: Peer,
+    pub identity: Identity,
+    pub admit: AdmitRequest,
+    pub states: Arc<PeerStates>,
+    /// Remote ICE candidates its offer carried (see `candidates`).
+    pub remote_candidates: usize,
+}
+
 pub struct Session {
     pub id: String,
     /// Small numeric id used on the hot path to find this viewer's sink.
@@ -109,33 +123,26 @@ pub struct Session {
     end: watch::Sender<Option<EndReason>>,
     /// Serialises PATCH handling (ICE restarts) for this session.
     pub patch_lock: tokio::sync::Mutex<()>,
+    /// Remote ICE candidates accepted since the last ICE restart (capped, see `candidates`).
+    pub remote_candidates: std::sync::atomic::AtomicUsize,
 }
 
 impl Session {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        id: String,
-        key: u64,
-        room: Arc<Room>,
-        action: Action,
-        pc: Peer,
-        identity: Identity,
-        admit: AdmitRequest,
-        states: Arc<PeerStates>,
-    ) -> Self {
+    pub fn new(new: NewSession) -> Self {
         Session {
-            id,
-            key,
-            room,
-            action,
-            pc,
-            identity,
-            admit,
-            states,
+            id: new.id,
+            key: new.key,
+            room: new.room,
+            action: new.action,
+            pc: new.peer,
+            identity: new.identity,
+            admit: new.admit,
+            states: new.states,
             created_at: Instant::now(),
             etag: Mutex::new(new_etag()),
             end: watch::channel(None).0,
             patch_lock: tokio::sync::Mutex::new(()),
+            remote_candidates: new.remote_candidates.into(),
         }
     }
 

@@ -3,10 +3,8 @@
 //! the only place a session's resources are released.
 
 use super::context::Context;
-use super::room::Room;
-use super::session::{EndReason, Peer, Session};
-use super::state::PeerStates;
-use crate::auth::{Action, AdmitRequest, Identity};
+use super::session::{EndReason, NewSession, Session};
+use crate::auth::Action;
 use crate::events::Event;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,40 +15,19 @@ pub fn new_session_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// What a new session is made of.
-pub struct NewSession {
-    pub id: String,
-    pub key: u64,
-    pub room: Arc<Room>,
-    pub action: Action,
-    pub peer: Peer,
-    pub identity: Identity,
-    pub admit: AdmitRequest,
-    pub states: Arc<PeerStates>,
-}
-
 /// Make the session visible (PATCH, DELETE, counts), announce it and start its supervisor.
 /// Its room occupancy must already be committed.
 pub fn register(ctx: &Arc<Context>, new: NewSession) -> Arc<Session> {
-    let session = Arc::new(Session::new(
-        new.id.clone(),
-        new.key,
-        new.room.clone(),
-        new.action,
-        new.peer,
-        new.identity,
-        new.admit,
-        new.states,
-    ));
+    let session = Arc::new(Session::new(new));
     ctx.registry.insert_session(session.clone());
     tracing::info!(
-        session = %new.id, room = %new.room.name, action = %new.action,
+        session = %session.id, room = %session.room.name, action = %session.action,
         subject = %session.identity.subject, "session started"
     );
     ctx.events.publish(Event::SessionStarted {
-        session: new.id,
-        room: new.room.name.clone(),
-        action: new.action,
+        session: session.id.clone(),
+        room: session.room.name.clone(),
+        action: session.action,
         subject: session.identity.subject.clone(),
     });
     tokio::spawn(supervise(ctx.clone(), session.clone()));

@@ -16,7 +16,8 @@ use super::peer::{self, DtlsSide, PeerRole};
 use super::room::Room;
 use super::session::{Created, Peer, Session};
 use super::state::{PeerStates, StateHandler};
-use super::supervise::{self, NewSession};
+use super::session::NewSession;
+use super::supervise;
 use crate::auth::{Action, AdmitRequest, Identity};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub async fn start_viewer(
     admit: AdmitRequest,
     offer: String,
 ) -> Result<Created, SfuError> {
+    let (offer, remote_candidates) = ctx.candidates.filter_offer(&offer)?;
     let room = reservation.room().clone();
     let states = Arc::new(PeerStates::default());
     let key = ctx.next_key();
@@ -59,6 +61,7 @@ pub async fn start_viewer(
             identity,
             admit,
             states,
+            remote_candidates,
         },
     );
     spawn_feed(&session, sinks);

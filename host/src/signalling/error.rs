@@ -41,6 +41,7 @@ impl From<SfuError> for ApiError {
         let status = match e.fault() {
             Fault::NotFound => StatusCode::NOT_FOUND,
             Fault::Precondition => StatusCode::PRECONDITION_FAILED,
+            Fault::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Fault::Client => StatusCode::BAD_REQUEST,
             Fault::Conflict => StatusCode::CONFLICT,
             Fault::Capacity => StatusCode::SERVICE_UNAVAILABLE,
