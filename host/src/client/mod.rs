@@ -873,20 +873,36 @@ impl Viewer {
 
     /// Ask for a keyframe (PLI), as a decoder that lost its reference would.
     pub async fn request_keyframe(&self) -> Result<(), ClientError> {
-        let track = self
-            .stats
-            .video_track
-            .lock()
-            .clone()
-            .ok_or_else(|| ClientError::WebRtc("no video track received yet".into()))?;
-        let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
-            return Err(ClientError::WebRtc("video track has no SSRC".into()));
-        };
+        let media_ssrc = self.video_ssrc().await?;
         let pli = rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
             sender_ssrc: 0,
             media_ssrc,
         };
-        track.write_rtcp(vec![Box::new(pli)]).await.map_err(rtc_err)
+        self.send_rtcp(vec![Box::new(pli)]).await
+    }
+
+    /// The SSRC of the video this viewer receives.
+    pub async fn video_ssrc(&self) -> Result<u32, ClientError> {
+        let track = self.video_track()?;
+        track
+            .ssrcs()
+            .await
+            .first()
+            .copied()
+            .ok_or_else(|| ClientError::WebRtc("video track has no SSRC".into()))
+    }
+
+    /// Send RTCP about the received video (feedback such as PLI or NACK) to the server.
+    pub async fn send_rtcp(&self, packets: Vec<Box<dyn rtc::rtcp::Packet>>) -> Result<(), ClientError> {
+        self.video_track()?.write_rtcp(packets).await.map_err(rtc_err)
+    }
+
+    fn video_track(&self) -> Result<Arc<dyn TrackRemote>, ClientError> {
+        self.stats
+            .video_track
+            .lock()
+            .clone()
+            .ok_or_else(|| ClientError::WebRtc("no video track received yet".into()))
     }
 
     pub fn connection_state(&self) -> RTCPeerConnectionState {

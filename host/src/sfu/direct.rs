@@ -264,9 +264,12 @@ impl DirectViewer {
         }
     }
 
-    /// Everything but media: what the core has to send, its events and inbound RTCP.
-    fn service(&self, core: &mut Core) {
-        self.flush(core);
+    /// Everything but media: take what the core has to send (into `outgoing`, sent by the
+    /// caller once the lock is released), its events and inbound RTCP.
+    fn service(&self, core: &mut Core, outgoing: &mut Vec<TaggedBytesMut>) {
+        while let Some(out) = core.pc.poll_write() {
+            outgoing.push(out);
+        }
         while let Some(event) = core.pc.poll_event() {
             match event {
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
@@ -279,13 +282,25 @@ impl DirectViewer {
             }
         }
         while let Some(message) = core.pc.poll_read() {
-            // Only keyframe requests reach here (see `forward::KeyframeRequestForwarder`);
+            // Only keyframe requests reach here (see `feedback::KeyframeRequestForwarder`);
             // NACKs and receiver reports are consumed by the interceptors.
             if let RTCMessage::RtcpPacket(_, packets) = message.message
                 && packets.iter().any(|p| is_keyframe_request(p.as_ref()))
             {
                 (self.on_keyframe_request)();
             }
+        }
+    }
+
+    /// Send what the driver took out of the core, as one batch, without holding its lock:
+    /// retransmissions and handshakes never keep the forwarding path waiting.
+    fn send_all(&self, outgoing: &mut Vec<TaggedBytesMut>) {
+        if outgoing.is_empty() {
+            return;
+        }
+        let _scope = self.batch.then(Scope::open);
+        for out in outgoing.drain(..) {
+            self.send(&out);
         }
     }
 }
@@ -312,16 +327,18 @@ fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, SfuError> {
 /// A viewer's driver: reads its sockets and runs its core's timers until it is closed.
 async fn drive(conn: Arc<DirectViewer>) {
     let mut buf = vec![0u8; RECV_BUF_LEN];
+    let mut outgoing = Vec::new();
     loop {
         let deadline = {
             let mut core = conn.core.lock();
             if core.closed {
                 return;
             }
-            conn.service(&mut core);
+            conn.service(&mut core, &mut outgoing);
             let cap = Instant::now() + MAX_SLEEP;
             core.pc.poll_timeout().map_or(cap, |due| due.min(cap))
         };
+        conn.send_all(&mut outgoing);
         tokio::select! {
             biased;
             _ = conn.wake.notified() => {}

@@ -16,7 +16,8 @@
 //! - The media path: `forward` (the hot path: fan-out from the publisher's reader),
 //!   `layers` (which of a publisher's streams viewers get), `codec` (keyframe detection),
 //!   `tap` (non-WebRTC consumers such as the recorder), `direct` (viewer connections driven
-//!   from the forwarding path), `egress` (batched UDP sends), `runtime` (viewer sockets),
+//!   from the forwarding path), `nack_guard` (bounded retransmission per viewer), `egress`
+//!   (batched UDP sends), `runtime` (viewer sockets),
 //!   `feedback` (keyframe requests out of RTCP), `peer` (building connections), `trickle`.
 
 pub mod admission;
@@ -30,6 +31,7 @@ pub mod feedback;
 pub mod forward;
 mod ingest;
 pub mod layers;
+pub mod nack_guard;
 mod negotiate;
 pub mod peer;
 pub mod registry;

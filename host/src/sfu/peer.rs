@@ -71,7 +71,8 @@ const VIEWER_NACK_HISTORY: u16 = 256;
 ///
 /// Every outgoing packet walks the whole chain, so it holds only what acts on what we send:
 /// the NACK responder (retransmits what the viewer reports lost; video advertises `nack` and
-/// `nack pli`, so the viewer may ask) and sender reports (RTT, lip sync). The NACK generator,
+/// `nack pli`, so the viewer may ask) behind a guard that bounds how much it may resend
+/// ([`nack_guard`](super::nack_guard)), and sender reports (RTT, lip sync). The NACK generator,
 /// receiver reports and the TWCC receiver act on media we would receive, and a viewer sends
 /// none; their header extensions are not negotiated either.
 fn viewer_interceptors(media: &mut MediaEngine) -> Registry {
@@ -84,7 +85,7 @@ fn viewer_interceptors(media: &mut MediaEngine) -> Registry {
             RtpCodecKind::Video,
         );
     }
-    Registry::new()
+    super::nack_guard::with_nack_guard(Registry::new())
         .with(
             Slot::NackResponder,
             NackResponderBuilder::new()
