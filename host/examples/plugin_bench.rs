@@ -9,6 +9,10 @@
 //! Every call is the full production path: fresh store, instantiate, `configure` with the
 //! plugin's config, the hook, output validation. Tokens come from PyJWT
 //! (`host/tests/support/mint_jwt.py`; `pip install pyjwt cryptography`).
+//!
+//! Besides latency, each row reports the process's CPU time per call (user + system, from
+//! `getrusage(RUSAGE_SELF)`, all threads: the caller, tokio's workers and the epoch ticker),
+//! which is what a call costs the server whatever the wall clock says.
 
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -95,6 +99,25 @@ fn request(token: &str) -> AdmitRequest {
     }
 }
 
+/// CPU time (user + system) of every thread of this process so far.
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the `rusage` it is pointed at and touches nothing else.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    assert_eq!(rc, 0, "getrusage: {}", std::io::Error::last_os_error());
+    // SAFETY: initialised by the successful call above.
+    let usage = unsafe { usage.assume_init() };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// CPU microseconds per call since `since`.
+fn cpu_us_per_call(since: Duration, calls: u64) -> f64 {
+    (cpu_time() - since).as_secs_f64() * 1e6 / calls.max(1) as f64
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -105,15 +128,17 @@ async fn latency(label: &str, gate: &PluginGate, token: &str, calls: usize) {
         gate.admit(&req).await.expect("bench token is admitted");
     }
     let mut samples = Vec::with_capacity(calls);
+    let cpu = cpu_time();
     for _ in 0..calls {
         let started = Instant::now();
         gate.admit(&req).await.expect("admitted");
         samples.push(started.elapsed());
     }
+    let cpu = cpu_us_per_call(cpu, calls as u64);
     samples.sort();
     let mean = samples.iter().sum::<Duration>() / calls as u32;
     println!(
-        "{label:<28} p50 {:>7.1} µs   p99 {:>7.1} µs   mean {:>7.1} µs",
+        "{label:<28} p50 {:>7.1} µs   p99 {:>7.1} µs   mean {:>7.1} µs   cpu {cpu:>6.1} µs/call",
         percentile(&samples, 0.50).as_secs_f64() * 1e6,
         percentile(&samples, 0.99).as_secs_f64() * 1e6,
         mean.as_secs_f64() * 1e6,
@@ -149,16 +174,19 @@ async fn throughput(gate: Arc<PluginGate>, token: &str, tasks: usize, secs: u64)
         }));
     }
     let started = Instant::now();
+    let cpu = cpu_time();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for h in handles {
         latencies.extend(h.await.unwrap());
     }
+    let calls = done.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+    let cpu = cpu_us_per_call(cpu, calls);
     latencies.sort();
     let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
     println!(
-        "auth-jwt HS256, {tasks:>3} concurrent callers: {rate:>8.0} auth calls/s   p50 {:>8.1} µs   p99 {:>8.1} µs   failed {}",
+        "auth-jwt HS256, {tasks:>3} concurrent callers: {rate:>8.0} auth calls/s   p50 {:>8.1} µs   p99 {:>8.1} µs   cpu {cpu:>6.1} µs/call   failed {}",
         percentile(&latencies, 0.50).as_secs_f64() * 1e6,
         percentile(&latencies, 0.99).as_secs_f64() * 1e6,
         failed.load(Ordering::Relaxed),
@@ -186,8 +214,8 @@ async fn main() {
     let token = |alg: &str| minted["tokens"][alg].as_str().unwrap().to_string();
     let pem = |alg: &str| minted["pem"][alg].clone();
     println!(
-        "plugin bench: {} CPUs, {calls} sequential calls per row, {secs} s per throughput run",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        "plugin bench on {}: {calls} sequential calls per row, {secs} s per throughput run",
+        switchboard::loadgen::system::machine_summary()
     );
 
     let st = PluginGate::new(
