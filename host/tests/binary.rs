@@ -84,6 +84,13 @@ fn environment_overrides_and_is_validated() {
     );
     assert_ne!(code, 0);
     assert!(out.to_lowercase().contains("bind"), "{out}");
+    // Documented for the plugin compile cache, and not a config key: must not stop start-up.
+    let (code, out) = run(
+        &path,
+        &["--check"],
+        &[("SWITCHBOARD_PLUGIN_CACHE_DIR", "/tmp/sb-plugin-cache")],
+    );
+    assert_eq!(code, 0, "{out}");
 }
 
 /// `--check` does what start-up does: a missing component or a plugin that rejects its

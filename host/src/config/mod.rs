@@ -253,9 +253,13 @@ impl Config {
     }
 }
 
+/// Environment variables with the `SWITCHBOARD_` prefix that are not configuration keys: read
+/// by other parts of the process (the plugin compile cache), never by figment.
+const NOT_CONFIG: &[&str] = &["PLUGIN_CACHE_DIR"];
+
 /// `SWITCHBOARD_HTTP__BIND=...` overrides `[http] bind`.
 fn env() -> Env {
-    Env::prefixed("SWITCHBOARD_").split("__")
+    Env::prefixed("SWITCHBOARD_").ignore(NOT_CONFIG).split("__")
 }
 
 #[cfg(test)]
@@ -291,6 +295,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("webrtc.udp_port_range"), "{err}");
+    }
+
+    /// `SWITCHBOARD_PLUGIN_CACHE_DIR` (documented for the plugin compile cache) is not a
+    /// config key: it used to stop start-up as an unknown key.
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's own error type, in a test
+    fn plugin_cache_dir_variable_is_not_a_config_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "")?;
+            jail.set_env("SWITCHBOARD_PLUGIN_CACHE_DIR", "/tmp/sb-cache");
+            Config::load(Path::new("c.toml")).map_err(|e| e.to_string())?;
+            Ok(())
+        });
     }
 
     #[test]
