@@ -133,3 +133,67 @@ async fn with_reject_a_second_publisher_gets_409() {
     drop(first);
     server.shutdown().await;
 }
+
+/// `[[plugins]]` for static tokens: `alpha-secret` (subject `token:any`) and a publish-only
+/// `beta-secret` (subject `token:any:publish`): two identities allowed to publish.
+fn two_publishers() -> String {
+    format!(
+        "[[plugins]]\nname = \"auth\"\npath = \"{}\"\nhooks = [\"auth\"]\n[plugins.config]\ntoken = \"alpha-secret\"\npublish_token = \"beta-secret\"\n",
+        support::component("static-token").display()
+    )
+}
+
+fn with_token(token: &str) -> switchboard::client::ClientOptions {
+    switchboard::client::ClientOptions {
+        token: Some(token.into()),
+        ..opts()
+    }
+}
+
+async fn expect_status(r: Result<Publisher, switchboard::client::ClientError>, status: u16) {
+    match r {
+        Err(switchboard::client::ClientError::Http { status: s, body }) => {
+            assert_eq!(s, status, "{body}");
+            assert!(body.contains("another identity"), "{body}");
+        }
+        Err(e) => panic!("expected {status}, got {e}"),
+        Ok(p) => {
+            p.close().await;
+            panic!("expected {status}, got 201");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_same_identity_takes_over_a_live_stream_by_default() {
+    let (server, base) = start(&two_publishers()).await;
+    let alpha = Publisher::connect(&base, "show", &with_token("alpha-secret"))
+        .await
+        .expect("alpha publishes");
+    alpha.wait_connected(T).await.unwrap();
+    // Another identity allowed to publish cannot take the stream over.
+    expect_status(
+        Publisher::connect(&base, "show", &with_token("beta-secret")).await,
+        409,
+    )
+    .await;
+    assert_eq!(server.sfu().counts("show").publishers, 1);
+    // The same identity (an encoder reconnecting) can.
+    let again = Publisher::connect(&base, "show", &with_token("alpha-secret"))
+        .await
+        .expect("the same identity takes over");
+    again.wait_connected(T).await.unwrap();
+    assert!(eventually(T, || server.sfu().session_count() == 1).await);
+    server.shutdown().await;
+
+    // `takeover = "anyone"` lets any identity allowed to publish replace the stream.
+    let (server, base) = start(&format!("{}[rooms]\ntakeover = \"anyone\"\n", two_publishers())).await;
+    let alpha = Publisher::connect(&base, "show", &with_token("alpha-secret")).await.unwrap();
+    alpha.wait_connected(T).await.unwrap();
+    let beta = Publisher::connect(&base, "show", &with_token("beta-secret"))
+        .await
+        .expect("anyone may take over");
+    beta.wait_connected(T).await.unwrap();
+    assert!(eventually(T, || server.sfu().session_count() == 1).await);
+    server.shutdown().await;
+}

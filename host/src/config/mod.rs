@@ -109,6 +109,18 @@ pub struct RoomsConfig {
     pub on_publisher_conflict: PublisherConflict,
     /// Minimum milliseconds between keyframe requests sent to a publisher.
     pub keyframe_request_interval_ms: u64,
+    /// With `replace`: who may take over a live publisher's room.
+    pub takeover: Takeover,
+}
+
+/// Who may replace a room's live publisher (with `on_publisher_conflict = "replace"`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Takeover {
+    /// Only the same identity (subject): an encoder reconnecting. Others get 409.
+    SameSubject,
+    /// Any identity allowed to publish in the room.
+    Anyone,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -163,6 +175,7 @@ impl Default for Config {
             rooms: RoomsConfig {
                 on_publisher_conflict: PublisherConflict::Replace,
                 keyframe_request_interval_ms: 500,
+                takeover: Takeover::SameSubject,
             },
             auth: AuthConfig {
                 allow_unauthenticated_public: false,

@@ -11,7 +11,7 @@ use super::error::SfuError;
 use super::registry::{Registry, RoomHold};
 use super::room::{PublisherSlot, Room};
 use crate::auth::{Action, AdmitRequest, Denied, Gatekeeper, Identity};
-use crate::config::PublisherConflict;
+use crate::config::{PublisherConflict, RoomsConfig, Takeover};
 use std::sync::Arc;
 
 /// Why a request was not admitted.
@@ -30,6 +30,7 @@ pub enum Refusal {
 pub struct Reservation {
     hold: RoomHold,
     action: Action,
+    subject: String,
     committed: bool,
 }
 
@@ -54,7 +55,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.committed {
-            self.hold.room().unreserve(self.action);
+            self.hold.room().unreserve(self.action, &self.subject);
         }
     }
 }
@@ -64,28 +65,36 @@ impl Drop for Reservation {
 pub async fn admit(
     registry: &Arc<Registry>,
     gate: &dyn Gatekeeper,
-    conflict: PublisherConflict,
+    rooms: &RoomsConfig,
     mut req: AdmitRequest,
     identity: &Identity,
 ) -> Result<Reservation, Refusal> {
     let hold = registry.hold_room(&req.room);
     let room = hold.room().clone();
     let _one_decision_at_a_time = room.admission.lock().await;
-    let replace = conflict == PublisherConflict::Replace;
-    if req.action == Action::Publish && !replace && room.has_publisher() {
-        return Err(SfuError::PublisherConflict {
-            room: room.name.clone(),
+    let replace = rooms.on_publisher_conflict == PublisherConflict::Replace;
+    if req.action == Action::Publish {
+        let name = room.name.clone();
+        match (replace, rooms.takeover) {
+            (false, _) if room.has_publisher() => {
+                return Err(SfuError::PublisherConflict { room: name }.into());
+            }
+            // Only the same identity may take over (an encoder reconnecting).
+            (true, Takeover::SameSubject) if room.published_by_other(&identity.subject) => {
+                return Err(SfuError::Takeover { room: name }.into());
+            }
+            _ => {}
         }
-        .into());
     }
     let (counts, replacing) = room.counts_for(req.action, replace);
     req.counts = counts;
     req.replacing = replacing;
     gate.check_room(&req, identity).await?;
-    room.reserve(req.action);
+    room.reserve(req.action, &identity.subject);
     Ok(Reservation {
         hold,
         action: req.action,
+        subject: identity.subject.clone(),
         committed: false,
     })
 }

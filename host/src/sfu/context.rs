@@ -6,7 +6,7 @@ use super::candidates::CandidatePolicy;
 use super::peer::PeerFactory;
 use super::registry::Registry;
 use crate::auth::Gatekeeper;
-use crate::config::{Config, PublisherConflict};
+use crate::config::{Config, RoomsConfig};
 use crate::events::EventBus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,7 +19,7 @@ pub struct Context {
     pub registry: Arc<Registry>,
     pub gate: Arc<dyn Gatekeeper>,
     pub events: EventBus,
-    pub conflict: PublisherConflict,
+    pub rooms: RoomsConfig,
     pub connect_timeout: Duration,
     pub shutting_down: AtomicBool,
     next_key: AtomicU64,
@@ -35,7 +35,7 @@ impl Context {
             ))),
             gate,
             events,
-            conflict: config.rooms.on_publisher_conflict,
+            rooms: config.rooms.clone(),
             connect_timeout: Duration::from_secs(config.webrtc.connect_timeout_secs),
             shutting_down: AtomicBool::new(false),
             next_key: AtomicU64::new(1),

@@ -21,6 +21,8 @@ pub enum SfuError {
     BadFragment(String),
     #[error("room {room:?} already has a publisher")]
     PublisherConflict { room: String },
+    #[error("room {room:?} is being published by another identity; only it may take over")]
+    Takeover { room: String },
     #[error("server is shutting down")]
     ShuttingDown,
     /// Building the connection failed; [`PeerError::NoPort`] is capacity, the rest the server's.
@@ -62,7 +64,7 @@ impl SfuError {
             SfuError::BadOffer(_) | SfuError::BadFragment(_) | SfuError::TooManyCandidates(_) => {
                 Fault::Client
             }
-            SfuError::PublisherConflict { .. } => Fault::Conflict,
+            SfuError::PublisherConflict { .. } | SfuError::Takeover { .. } => Fault::Conflict,
             SfuError::ShuttingDown | SfuError::Peer(PeerError::NoPort(..)) => Fault::Capacity,
             SfuError::Peer(PeerError::Build(_)) | SfuError::WebRtc(_) | SfuError::Closed => {
                 Fault::Server

@@ -105,7 +105,7 @@ impl Sfu {
         admission::admit(
             &self.ctx.registry,
             self.ctx.gate.as_ref(),
-            self.ctx.conflict,
+            &self.ctx.rooms,
             req,
             identity,
         )

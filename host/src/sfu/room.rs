@@ -31,8 +31,8 @@ pub struct PublisherSlot {
 struct Occupancy {
     publisher: Option<PublisherSlot>,
     viewers: u32,
-    /// Admitted, still being set up.
-    pending_publishers: u32,
+    /// Admitted, still being set up: their subjects.
+    pending_publishers: Vec<String>,
     pending_viewers: u32,
     /// Requests between lookup and admission; they keep the room alive.
     holds: u32,
@@ -71,9 +71,16 @@ impl Room {
     pub fn counts(&self) -> RoomCounts {
         let o = self.occupancy.lock();
         RoomCounts {
-            publishers: o.publisher.is_some() as u32 + o.pending_publishers,
+            publishers: o.publisher.is_some() as u32 + o.pending_publishers.len() as u32,
             viewers: o.viewers + o.pending_viewers,
         }
+    }
+
+    /// Whether a publisher other than `subject` holds the room or is being set up for it.
+    pub fn published_by_other(&self, subject: &str) -> bool {
+        let o = self.occupancy.lock();
+        o.publisher.as_ref().is_some_and(|p| p.subject != subject)
+            || o.pending_publishers.iter().any(|s| s != subject)
     }
 
     /// What room policy sees for a new `action` request: the counts without the caller, and
@@ -82,7 +89,7 @@ impl Room {
     pub fn counts_for(&self, action: Action, replace: bool) -> (RoomCounts, Option<String>) {
         let o = self.occupancy.lock();
         let mut counts = RoomCounts {
-            publishers: o.publisher.is_some() as u32 + o.pending_publishers,
+            publishers: o.publisher.is_some() as u32 + o.pending_publishers.len() as u32,
             viewers: o.viewers + o.pending_viewers,
         };
         let mut replacing = None;
@@ -98,25 +105,25 @@ impl Room {
     /// Whether a publisher holds the room or is being set up for it.
     pub fn has_publisher(&self) -> bool {
         let o = self.occupancy.lock();
-        o.publisher.is_some() || o.pending_publishers > 0
+        o.publisher.is_some() || !o.pending_publishers.is_empty()
     }
 
     pub fn publisher(&self) -> Option<PublisherSlot> {
         self.occupancy.lock().publisher.clone()
     }
 
-    pub(super) fn reserve(&self, action: Action) {
+    pub(super) fn reserve(&self, action: Action, subject: &str) {
         let mut o = self.occupancy.lock();
         match action {
-            Action::Publish => o.pending_publishers += 1,
+            Action::Publish => o.pending_publishers.push(subject.to_owned()),
             Action::Play => o.pending_viewers += 1,
         }
     }
 
-    pub(super) fn unreserve(&self, action: Action) {
+    pub(super) fn unreserve(&self, action: Action, subject: &str) {
         let mut o = self.occupancy.lock();
         match action {
-            Action::Publish => o.pending_publishers = o.pending_publishers.saturating_sub(1),
+            Action::Publish => remove_one(&mut o.pending_publishers, subject),
             Action::Play => o.pending_viewers = o.pending_viewers.saturating_sub(1),
         }
     }
@@ -131,7 +138,7 @@ impl Room {
     /// A reserved publisher is live; returns the one it replaces.
     pub(super) fn commit_publisher(&self, slot: PublisherSlot) -> Option<PublisherSlot> {
         let mut o = self.occupancy.lock();
-        o.pending_publishers = o.pending_publishers.saturating_sub(1);
+        remove_one(&mut o.pending_publishers, &slot.subject);
         o.publisher.replace(slot)
     }
 
@@ -163,7 +170,13 @@ impl Room {
         o.holds == 0
             && o.viewers == 0
             && o.pending_viewers == 0
-            && o.pending_publishers == 0
+            && o.pending_publishers.is_empty()
             && o.publisher.is_none()
+    }
+}
+
+fn remove_one(subjects: &mut Vec<String>, subject: &str) {
+    if let Some(i) = subjects.iter().position(|s| s == subject) {
+        subjects.swap_remove(i);
     }
 }
