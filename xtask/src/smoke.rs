@@ -369,7 +369,7 @@ fn parse_answer(raw: &[u8]) -> Result<Answer> {
 fn last_line(log: &Path) -> String {
     tail(log, 1)
         .pop()
-        .unwrap_or_else(|| "(no output yet)".into())
+        .unwrap_or_else(|| "(no output yet: `cargo xtask` first builds xtask, quietly)".into())
 }
 
 fn tail(log: &Path, lines: usize) -> Vec<String> {
