@@ -73,6 +73,8 @@ pub struct DirectViewer {
     /// Send what one call produces as one batch (`webrtc.batch_sends`).
     batch: bool,
     on_keyframe_request: KeyframeRequest,
+    /// Fault injection for tests: the driver panics at its next turn.
+    panic_requested: std::sync::atomic::AtomicBool,
 }
 
 struct Core {
@@ -106,9 +108,30 @@ impl DirectViewer {
             states,
             batch,
             on_keyframe_request,
+            panic_requested: Default::default(),
         });
-        tokio::spawn(drive(conn.clone()));
+        // A panic in the driver ends this viewer's session (and frees what it held), never
+        // the process or anyone else's session.
+        let driven = conn.clone();
+        tokio::spawn(async move {
+            let run = std::panic::AssertUnwindSafe(drive(driven.clone()));
+            if let Err(panic) = futures::FutureExt::catch_unwind(run).await {
+                driven.core.lock().closed = true;
+                driven.states.fault(format!(
+                    "the viewer's connection driver panicked: {}",
+                    super::state::panic_message(&*panic)
+                ));
+            }
+        });
         Ok(conn)
+    }
+
+    /// Test hook: make this viewer's driver panic at its next turn (a bug in one session's
+    /// media core), to check that only this session ends.
+    #[doc(hidden)]
+    pub fn inject_panic(&self) {
+        self.panic_requested.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
     }
 
     pub fn add_track(&self, track: MediaStreamTrack) -> Result<RTCRtpSenderId, SfuError> {
@@ -329,6 +352,9 @@ async fn drive(conn: Arc<DirectViewer>) {
     let mut buf = vec![0u8; RECV_BUF_LEN];
     let mut outgoing = Vec::new();
     loop {
+        if conn.panic_requested.load(Ordering::Relaxed) {
+            panic!("fault injected into a viewer's connection driver");
+        }
         let deadline = {
             let mut core = conn.core.lock();
             if core.closed {

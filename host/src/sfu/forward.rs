@@ -21,7 +21,9 @@ use rtc::rtp;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use super::state::{PeerStates, panic_message};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -84,26 +86,32 @@ pub enum Output {
 pub struct ViewerSink {
     pub session_id: u64,
     output: Output,
+    /// The viewer's connection state: a panic while serving it fails only this viewer.
+    states: Arc<PeerStates>,
     ssrc: u32,
     viewer_codecs: Vec<RTCRtpCodecParameters>,
     pt_map: PtMap,
     pub dropped: AtomicU64,
+    faulted: AtomicBool,
 }
 
 impl ViewerSink {
     pub fn new(
         session_id: u64,
         output: Output,
+        states: Arc<PeerStates>,
         ssrc: u32,
         viewer_codecs: Vec<RTCRtpCodecParameters>,
     ) -> Self {
         ViewerSink {
             session_id,
             output,
+            states,
             ssrc,
             viewer_codecs,
             pt_map: PtMap([NO_PT; 128]),
             dropped: AtomicU64::new(0),
+            faulted: AtomicBool::new(false),
         }
     }
 
@@ -111,10 +119,12 @@ impl ViewerSink {
         ViewerSink {
             session_id: self.session_id,
             output: self.output.clone(),
+            states: self.states.clone(),
             ssrc: self.ssrc,
             viewer_codecs: self.viewer_codecs.clone(),
             pt_map: PtMap::build(source, &self.viewer_codecs),
             dropped: AtomicU64::new(self.dropped.load(Ordering::Relaxed)),
+            faulted: AtomicBool::new(self.faulted.load(Ordering::Relaxed)),
         }
     }
 
@@ -131,9 +141,26 @@ impl ViewerSink {
         Some(out)
     }
 
-    /// Offer a burst without waiting; returns how many packets were accepted.
+    /// Offer a burst without waiting; returns how many packets were accepted. A panic while
+    /// serving this viewer fails its connection (its session ends) and nobody else's.
     #[inline]
     fn offer(&self, packets: &[rtp::Packet]) -> u64 {
+        if self.faulted.load(Ordering::Relaxed) {
+            return 0;
+        }
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.send(packets))) {
+            Ok(sent) => sent,
+            Err(panic) => {
+                self.faulted.store(true, Ordering::Relaxed);
+                self.states
+                    .fault(format!("forwarding to the viewer panicked: {}", panic_message(&*panic)));
+                0
+            }
+        }
+    }
+
+    #[inline]
+    fn send(&self, packets: &[rtp::Packet]) -> u64 {
         let (sent, refused) = match &self.output {
             Output::Direct(conn, sender) => {
                 conn.send_burst(*sender, packets.iter().filter_map(|p| self.rewrite(p)))

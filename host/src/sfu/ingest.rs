@@ -11,13 +11,14 @@ use super::negotiate::negotiate;
 use super::peer::{DtlsSide, PeerRole};
 use super::room::{PublisherSlot, Room};
 use super::session::{Created, EndReason, Peer};
-use super::state::{PeerStates, StateHandler};
+use super::state::{PeerStates, StateHandler, panic_message};
 use super::session::NewSession;
 use super::supervise;
 use super::admission::Reservation;
 use crate::auth::{Action, AdmitRequest, Identity};
 use futures::FutureExt;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock, Weak};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
@@ -112,13 +113,20 @@ impl PeerConnectionEventHandler for PublisherHandler {
         let room = self.room.clone();
         let pc = self.pc.get().and_then(Weak::upgrade);
         let key = self.key;
+        let states = self.inner.states.clone();
         tokio::spawn(async move {
             let kind = track.kind().await;
             let codecs = match pc {
                 Some(pc) => receiver_codecs(&pc, &track).await,
                 None => Vec::new(),
             };
-            read_track(room.hub(kind).clone(), kind, track, key, codecs).await;
+            let hub = room.hub(kind).clone();
+            // A panic while forwarding ends this publisher's session (viewers stay, and get
+            // the next publisher), never the process.
+            let read = AssertUnwindSafe(read_track(hub, kind, track, key, codecs));
+            if let Err(panic) = read.catch_unwind().await {
+                states.fault(format!("the publisher's reader panicked: {}", panic_message(&*panic)));
+            }
         });
     }
 }

@@ -77,6 +77,8 @@ pub enum EndReason {
     Expired,
     Revoked(String),
     Shutdown,
+    /// Something serving the session failed internally (a caught panic).
+    Fault(String),
 }
 
 impl std::fmt::Display for EndReason {
@@ -90,6 +92,7 @@ impl std::fmt::Display for EndReason {
             EndReason::Expired => f.write_str("credential expired"),
             EndReason::Revoked(why) => write!(f, "authorization revoked: {why}"),
             EndReason::Shutdown => f.write_str("server shutting down"),
+            EndReason::Fault(why) => write!(f, "internal fault: {why}"),
         }
     }
 }

@@ -7,6 +7,8 @@ use webrtc::peer_connection::{RTCIceGatheringState, RTCPeerConnectionState};
 pub struct PeerStates {
     pub connection: watch::Sender<RTCPeerConnectionState>,
     pub gathering: watch::Sender<RTCIceGatheringState>,
+    /// Set when something serving this connection panicked: the session ends with it.
+    fault: parking_lot::Mutex<Option<String>>,
 }
 
 impl Default for PeerStates {
@@ -14,8 +16,34 @@ impl Default for PeerStates {
         PeerStates {
             connection: watch::channel(RTCPeerConnectionState::New).0,
             gathering: watch::channel(RTCIceGatheringState::New).0,
+            fault: parking_lot::Mutex::new(None),
         }
     }
+}
+
+impl PeerStates {
+    /// Something serving this connection failed (a panic caught at a task or hot-path
+    /// boundary): record why and fail the connection, which ends the session — and only it.
+    pub fn fault(&self, what: String) {
+        tracing::error!(fault = %what, "a session's connection failed internally; ending it");
+        self.fault.lock().get_or_insert(what);
+        self.connection
+            .send_replace(RTCPeerConnectionState::Failed);
+    }
+
+    /// The recorded fault, if the connection failed because of one.
+    pub fn fault_reason(&self) -> Option<String> {
+        self.fault.lock().clone()
+    }
+}
+
+/// The message of a caught panic.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
 }
 
 /// Receives a connection's state changes from the webrtc-rs driver (viewers on that driver;

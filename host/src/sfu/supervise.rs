@@ -60,7 +60,9 @@ async fn supervise(ctx: Arc<Context>, session: Arc<Session>) {
                 if changed.is_err() { session.end(EndReason::PeerClosed); continue; }
                 match *connection.borrow_and_update() {
                     RTCPeerConnectionState::Connected => connected = true,
-                    RTCPeerConnectionState::Failed => session.end(EndReason::IceFailed),
+                    RTCPeerConnectionState::Failed => session.end(
+                        session.states.fault_reason().map_or(EndReason::IceFailed, EndReason::Fault),
+                    ),
                     RTCPeerConnectionState::Closed => session.end(EndReason::PeerClosed),
                     _ => {}
                 }

@@ -105,7 +105,7 @@ async fn set_up_stack(
                 continue; // the offer had no section of this kind
             }
             let output = Output::Track(out.track.clone());
-            let sink = ViewerSink::new(key, output, out.ssrc, codecs);
+            let sink = ViewerSink::new(key, output, states.clone(), out.ssrc, codecs);
             sinks.push((out.kind, sink, Some(out.track)));
         }
         Ok::<_, SfuError>((peer, answer, sinks))
@@ -151,7 +151,8 @@ fn set_up_direct(
             let codecs = conn.sender_codecs(sender);
             if !codecs.is_empty() {
                 let output = Output::Direct(conn.clone(), sender);
-                sinks.push((kind, ViewerSink::new(key, output, ssrc, codecs), None));
+                let sink = ViewerSink::new(key, output, states.clone(), ssrc, codecs);
+                sinks.push((kind, sink, None));
             }
         }
         Ok((answer, sinks))
