@@ -19,6 +19,7 @@ mod smoke;
 mod system;
 
 use anyhow::{Context, Result, bail};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use system::run_status;
@@ -112,10 +113,18 @@ fn run(root: &Path, extra: &[String]) -> Result<()> {
     // Ctrl-C reaches the whole foreground process group: the server shuts down gracefully on
     // it, and we wait for that instead of dying first and leaving it printing after the prompt.
     system::wait_through_interrupts();
-    run_status(
-        &mut cmd,
-        "the server (`cargo run --release --bin switchboard`)",
-    )
+    let what = "the server (`cargo run --release --bin switchboard`)";
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {what}"))?;
+    if status.signal() == Some(libc::SIGINT) {
+        // Ctrl-C while cargo was still building: cargo stops at once, which is what was asked.
+        bail!("interrupted (Ctrl-C) before the server started");
+    }
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
 }
 
 /// How long `test` waits for `cargo xtask run` to start its release build before building
