@@ -8,6 +8,7 @@
 //! - [`config`]: `config.toml` + environment, validated at start-up.
 //! - [`plugins`]: the WebAssembly plugin runtime that implements [`auth::Gatekeeper`].
 //! - [`events`]: session lifecycle events for webhooks and metrics.
+//! - [`logging`]: the binary's log output (library log lines rate-limited).
 //! - [`server`]: wiring it all together and shutting down cleanly.
 //! - [`web`]: the embedded publish/play pages.
 //! - [`client`]: a webrtc-rs WHIP/WHEP client (tests, load tool).
@@ -19,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod events;
 pub mod loadgen;
+pub mod logging;
 pub mod plugins;
 pub mod server;
 pub mod sfu;

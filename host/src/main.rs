@@ -5,7 +5,6 @@ use clap::Parser;
 use std::path::PathBuf;
 use switchboard::config::Config;
 use switchboard::server::Server;
-use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc malloc: webrtc-rs allocates and frees on every forwarded packet
 /// (driver events, interceptor messages, SRTP output) and keeps many small long-lived blocks
@@ -38,12 +37,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    switchboard::logging::init(&config.log.filter);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -121,6 +121,8 @@ impl Server {
             batched_sends = sends,
             batch_dropped = dropped,
             direct_send_dropped = crate::sfu::direct::send_dropped(),
+            nacked_packets_not_resent = crate::sfu::nack_guard::suppressed(),
+            library_log_lines_suppressed = crate::logging::suppressed(),
             "switchboard stopped"
         );
     }

@@ -1,0 +1,140 @@
+//! Log output of the server binary: the configured filter, and a rate limit on what the
+//! WebRTC library logs.
+//!
+//! webrtc-rs logs per packet in some paths: a session whose client never sent candidates
+//! logged ~47 warnings a second ("IceHandler.handle_read got error: password is empty"), so a
+//! few such clients could fill a disk and bury everything else. Each library log call site
+//! (targets `rtc*`, `webrtc*`) may emit [`LIBRARY_BURST`] lines and then [`LIBRARY_PER_SEC`] a
+//! second; what is held back is counted ([`suppressed`], printed at shutdown). Our own lines
+//! are never limited.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tracing::callsite::Identifier;
+use tracing::{Metadata, subscriber::Interest};
+use tracing_subscriber::layer::{Context, Filter};
+
+/// Lines one library call site may log at once...
+pub const LIBRARY_BURST: f64 = 10.0;
+/// ...and per second after that.
+pub const LIBRARY_PER_SEC: f64 = 1.0;
+
+static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+
+/// Library log lines held back by the rate limit since start.
+pub fn suppressed() -> u64 {
+    SUPPRESSED.load(Ordering::Relaxed)
+}
+
+/// Install the binary's subscriber: `filter` (an `EnvFilter` directive string, `RUST_LOG`
+/// wins), library lines rate-limited, to stderr.
+pub fn init(filter: &str) {
+    use tracing_subscriber::prelude::*;
+    let env = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(env)
+                .with_filter(LibraryRateLimit::default()),
+        )
+        .init();
+}
+
+/// Whether a target belongs to the WebRTC library rather than to us.
+fn is_library(target: &str) -> bool {
+    target.starts_with("rtc") || target.starts_with("webrtc")
+}
+
+/// Per call site token buckets for library log lines.
+#[derive(Default)]
+pub struct LibraryRateLimit {
+    buckets: Mutex<HashMap<Identifier, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl LibraryRateLimit {
+    /// Whether a line from call site `id` may be written at `now`.
+    pub fn allow(&self, id: Identifier, now: Instant) -> bool {
+        let mut buckets = self.buckets.lock();
+        let bucket = buckets.entry(id).or_insert(Bucket {
+            tokens: LIBRARY_BURST,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
+        bucket.last = now;
+        bucket.tokens = (bucket.tokens + elapsed * LIBRARY_PER_SEC).min(LIBRARY_BURST);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+impl<S> Filter<S> for LibraryRateLimit {
+    fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
+        if !meta.is_event() || !is_library(meta.target()) {
+            return true;
+        }
+        self.allow(meta.callsite(), Instant::now())
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if meta.is_event() && is_library(meta.target()) {
+            Interest::sometimes() // decided per event
+        } else {
+            Interest::always()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn library_call_sites_are_limited_each_on_its_own() {
+        struct A;
+        struct B;
+        static CA: A = A;
+        static CB: B = B;
+        impl tracing::callsite::Callsite for A {
+            fn set_interest(&self, _: Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unimplemented!()
+            }
+        }
+        impl tracing::callsite::Callsite for B {
+            fn set_interest(&self, _: Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unimplemented!()
+            }
+        }
+        let limit = LibraryRateLimit::default();
+        let t0 = Instant::now();
+        let before = suppressed();
+        // A noisy call site: 47 lines in one second, as the ICE handler logged per session.
+        let allowed = (0..47)
+            .filter(|i| limit.allow(Identifier(&CA), t0 + Duration::from_millis(i * 21)))
+            .count();
+        assert_eq!(allowed, LIBRARY_BURST as usize, "the burst, then ~1 a second");
+        assert!(suppressed() - before >= 36);
+        // Another call site is not affected, and the first one recovers.
+        assert!(limit.allow(Identifier(&CB), t0));
+        assert!(limit.allow(Identifier(&CA), t0 + Duration::from_secs(3)));
+        assert!(is_library("rtc::peer_connection::handler"));
+        assert!(is_library("webrtc::peer_connection"));
+        assert!(!is_library("switchboard::sfu"));
+    }
+}
