@@ -136,29 +136,38 @@ async fn build_gate(config: &Config) -> anyhow::Result<Arc<PluginGate>> {
     Ok(Arc::new(gate))
 }
 
-/// Refuse to expose an unauthenticated server beyond loopback unless told to.
+/// Refuse to expose an unauthenticated server beyond loopback unless told to. Behind a reverse
+/// proxy (`http.public_url` set) a loopback bind is exposed too.
 fn check_exposure(config: &Config, gate: &dyn Gatekeeper) -> anyhow::Result<()> {
     if !gate.is_open() {
         return Ok(());
     }
     let bind = config.http.bind;
-    if bind.ip().is_loopback() {
+    let public = &config.http.public_url;
+    let exposed = if !public.is_empty() {
+        Some(format!("http.public_url = {public:?} serves it to whoever reaches that URL"))
+    } else if !bind.ip().is_loopback() {
+        Some(format!("http.bind = {bind} is not a loopback address"))
+    } else {
+        None
+    };
+    let Some(exposed) = exposed else {
         tracing::warn!(
             "NO AUTHENTICATION CONFIGURED: anyone who can reach {bind} may publish and play. \
              Configure an auth plugin ([[plugins]] in config.toml) before exposing this server."
         );
         return Ok(());
-    }
+    };
     if !config.auth.allow_unauthenticated_public {
         bail!(
-            "refusing to start: http.bind = {bind} is not a loopback address and no auth plugin \
-             is configured. Configure an auth plugin, or set auth.allow_unauthenticated_public = true \
-             to run an open server on purpose."
+            "refusing to start: {exposed} and no auth plugin is configured. Configure an auth \
+             plugin, or set auth.allow_unauthenticated_public = true to run an open server on \
+             purpose."
         );
     }
     tracing::warn!(
-        "NO AUTHENTICATION CONFIGURED on public address {bind} \
-         (auth.allow_unauthenticated_public = true): anyone may publish and play."
+        "NO AUTHENTICATION CONFIGURED and exposed ({exposed}; \
+         auth.allow_unauthenticated_public = true): anyone may publish and play."
     );
     Ok(())
 }

@@ -51,6 +51,8 @@ async fn public_ip_url_and_ice_servers_are_advertised() {
         "public_ips = [\"203.0.113.7\"]\nice_servers = [{ urls = [\"stun:stun.example.net:3478\"] }, { urls = [\"turn:turn.example.net:3478\"], username = \"u\", credential = \"p\" }]\n",
     );
     config.http.public_url = "https://live.example.net/sb/".into();
+    // No auth plugin here: behind a public URL that takes saying so.
+    config.auth.allow_unauthenticated_public = true;
     let server = switchboard::server::Server::start(config).await.unwrap();
     let base = format!("http://{}", server.http_addr());
 

@@ -245,7 +245,10 @@ async fn session_resource_semantics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn options_cors_and_health() {
-    let (server, base) = start("").await;
+    let mut config = test_config("");
+    config.http.cors_origins = vec!["*".into()];
+    let server = switchboard::server::Server::start(config).await.unwrap();
+    let base = format!("http://{}", server.http_addr());
     let r = http()
         .request(reqwest::Method::OPTIONS, format!("{base}/whip/x"))
         .send()

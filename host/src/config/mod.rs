@@ -55,8 +55,11 @@ pub struct HttpConfig {
     pub public_url: String,
     /// Largest accepted request body (SDP offers, trickle fragments), in bytes.
     pub max_body_bytes: usize,
-    /// Origins allowed by CORS; `["*"]` allows any.
+    /// Origins allowed by CORS; `["*"]` allows any, empty (the default) sends no CORS headers.
     pub cors_origins: Vec<String>,
+    /// Host names (besides IP literals, `localhost` and `public_url`'s host) requests may be
+    /// addressed to; `*.example.com` wildcards, `"*"` for any (see `signalling::host_check`).
+    pub allowed_hosts: Vec<String>,
     /// Seconds a signalling request may take before it is answered 503.
     pub request_timeout_secs: u64,
 }
@@ -158,7 +161,8 @@ impl Default for Config {
                 bind: "127.0.0.1:8080".parse().expect("valid literal"),
                 public_url: String::new(),
                 max_body_bytes: 64 * 1024,
-                cors_origins: vec!["*".into()],
+                cors_origins: Vec::new(),
+                allowed_hosts: Vec::new(),
                 request_timeout_secs: 15,
             },
             webrtc: WebrtcConfig {

@@ -10,6 +10,7 @@
 //! Admission (`crate::auth`) is asked before any WebRTC work starts.
 
 pub mod error;
+pub mod host_check;
 
 use crate::auth::{Action, AdmitRequest};
 use crate::config::Config;
@@ -74,6 +75,10 @@ pub fn router(config: &Config, state: AppState) -> Router {
             options_extras,
         ));
 
+    let hosts = Arc::new(host_check::HostCheck::new(
+        &config.http.public_url,
+        &config.http.allowed_hosts,
+    ));
     Router::new()
         .merge(session_routes)
         .route("/healthz", get(|| async { "ok\n" }))
@@ -81,6 +86,7 @@ pub fn router(config: &Config, state: AppState) -> Router {
         .merge(crate::web::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not found") })
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(hosts, host_check::check_host))
 }
 
 fn cors_layer(config: &Config) -> CorsLayer {
