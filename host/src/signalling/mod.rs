@@ -196,8 +196,14 @@ async fn create_session(
         replacing: None,
     };
     // Who is it (in parallel with everyone else), then may they, on exact room counts.
-    let identity = state.sfu.gate().authenticate(&admit).await?;
-    let reservation = state.sfu.admit(admit.clone(), &identity).await?;
+    let identity = match state.sfu.gate().authenticate(&admit).await {
+        Ok(identity) => identity,
+        Err(denied) => return Err(refused(&admit, None, denied.into())),
+    };
+    let reservation = match state.sfu.admit(admit.clone(), &identity).await {
+        Ok(reservation) => reservation,
+        Err(refusal) => return Err(refused(&admit, Some(&identity.subject), refusal.into())),
+    };
 
     // Run session set-up in its own task: if the client hangs up mid-request, the session
     // still completes or fails cleanly (giving its place back) instead of leaving a
@@ -233,6 +239,21 @@ async fn create_session(
         h.append(header::LINK, link.clone());
     }
     Ok(response)
+}
+
+/// Log a refused admission — one line, never the credential — and pass the error on.
+fn refused(admit: &AdmitRequest, subject: Option<&str>, error: ApiError) -> ApiError {
+    tracing::info!(
+        room = %admit.room,
+        action = %admit.action,
+        remote = ?admit.remote_addr,
+        subject = subject.unwrap_or("-"),
+        credential = if admit.credential.is_some() { "present" } else { "absent" },
+        status = error.status.as_u16(),
+        reason = %error.message,
+        "admission refused"
+    );
+    error
 }
 
 async fn patch_session(
