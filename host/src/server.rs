@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -44,19 +45,17 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on http.bind = {}", config.http.bind))?;
         let addr = listener.local_addr()?;
-        let (stop, mut stopped) = watch::channel(false);
-        let http = tokio::spawn(async move {
-            let serve = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        let (stop, stopped) = watch::channel(false);
+        let limits = crate::signalling::listener::ConnectionLimits {
+            max_connections: crate::signalling::listener::effective_max_connections(
+                config.limits.max_connections,
+            ),
+            header_timeout: Duration::from_secs(config.limits.header_timeout_secs),
+            idle_timeout: Duration::from_secs(config.limits.idle_timeout_secs),
+        };
+        let http = tokio::spawn(crate::signalling::listener::serve(
+            listener, app, limits, stopped,
+        ));
         ready.store(true, Ordering::Relaxed);
         tracing::info!(%addr, "switchboard listening");
         Ok(Server {
@@ -109,7 +108,7 @@ impl Server {
         self.ready.store(false, Ordering::Relaxed);
         self.sfu.close_all().await;
         let _ = self.stop.send(true);
-        if tokio::time::timeout(std::time::Duration::from_secs(5), self.http)
+        if tokio::time::timeout(Duration::from_secs(6), self.http)
             .await
             .is_err()
         {

@@ -36,6 +36,7 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub auth: AuthConfig,
     pub admin: AdminConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
     /// WebAssembly plugins deciding admission, in evaluation order (see docs/plugins.md).
     /// None: everyone is admitted (loopback only, unless `auth.allow_unauthenticated_public`).
@@ -147,6 +148,31 @@ pub struct AdminConfig {
     pub token: String,
 }
 
+/// What one server, and one client address, may use. An exhausted limit answers 503 (the
+/// server's) or 429 with `Retry-After` (a client's), never 500 or a hang.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Sessions (publishers and viewers, live or being set up) on this server.
+    pub max_sessions: usize,
+    /// Sessions from one client IP address.
+    pub max_sessions_per_ip: usize,
+    /// Session set-ups (offer to answer) in progress at once.
+    pub max_pending_setups: usize,
+    /// Signalling requests (WHIP/WHEP POST, PATCH, DELETE) per second from one IP address...
+    pub requests_per_sec_per_ip: u32,
+    /// ...and how many may come at once.
+    pub request_burst_per_ip: u32,
+    /// Open HTTP connections; capped further to a quarter of the process's file descriptors.
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers.
+    pub header_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body.
+    pub body_timeout_secs: u64,
+    /// Seconds an HTTP connection may stay open without a request in progress.
+    pub idle_timeout_secs: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -186,6 +212,17 @@ impl Default for Config {
             },
             admin: AdminConfig {
                 token: String::new(),
+            },
+            limits: LimitsConfig {
+                max_sessions: 2000,
+                max_sessions_per_ip: 50,
+                max_pending_setups: 64,
+                requests_per_sec_per_ip: 20,
+                request_burst_per_ip: 40,
+                max_connections: 4096,
+                header_timeout_secs: 5,
+                body_timeout_secs: 10,
+                idle_timeout_secs: 60,
             },
             log: LogConfig {
                 filter: "info".into(),
@@ -246,6 +283,25 @@ impl Config {
                     self.http.public_url
                 ),
             });
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("limits.max_sessions", l.max_sessions as u64),
+            ("limits.max_sessions_per_ip", l.max_sessions_per_ip as u64),
+            ("limits.max_pending_setups", l.max_pending_setups as u64),
+            ("limits.requests_per_sec_per_ip", u64::from(l.requests_per_sec_per_ip)),
+            ("limits.request_burst_per_ip", u64::from(l.request_burst_per_ip)),
+            ("limits.max_connections", l.max_connections as u64),
+            ("limits.header_timeout_secs", l.header_timeout_secs),
+            ("limits.body_timeout_secs", l.body_timeout_secs),
+            ("limits.idle_timeout_secs", l.idle_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be at least 1".into(),
+                });
+            }
         }
         if self.http.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid {

@@ -7,6 +7,7 @@
 //! gives the place back ([`Reservation`] on drop). So 50 concurrent joins against
 //! `max_viewers = 10` admit exactly 10.
 
+use super::capacity::{Capacity, SetupPermit};
 use super::error::SfuError;
 use super::registry::{Registry, RoomHold};
 use super::room::{PublisherSlot, Room};
@@ -29,6 +30,8 @@ pub enum Refusal {
 /// the place back (and may remove the room).
 pub struct Reservation {
     hold: RoomHold,
+    /// Counts the session against the server's and its client's limits while it is set up.
+    _setup: SetupPermit,
     action: Action,
     subject: String,
     committed: bool,
@@ -64,11 +67,14 @@ impl Drop for Reservation {
 /// filled in here, from the room.
 pub async fn admit(
     registry: &Arc<Registry>,
+    capacity: &Arc<Capacity>,
     gate: &dyn Gatekeeper,
     rooms: &RoomsConfig,
     mut req: AdmitRequest,
     identity: &Identity,
 ) -> Result<Reservation, Refusal> {
+    // Server and client limits first: nothing else is done for a request over them.
+    let setup = capacity.admit(registry, req.remote_addr.map(|a| a.ip()))?;
     let hold = registry.hold_room(&req.room);
     let room = hold.room().clone();
     let _one_decision_at_a_time = room.admission.lock().await;
@@ -93,6 +99,7 @@ pub async fn admit(
     room.reserve(req.action, &identity.subject);
     Ok(Reservation {
         hold,
+        _setup: setup,
         action: req.action,
         subject: identity.subject.clone(),
         committed: false,

@@ -3,6 +3,7 @@
 //! each part by reference.
 
 use super::candidates::CandidatePolicy;
+use super::capacity::Capacity;
 use super::peer::PeerFactory;
 use super::registry::Registry;
 use crate::auth::Gatekeeper;
@@ -17,6 +18,8 @@ pub struct Context {
     /// Which remote ICE candidates may be checked.
     pub candidates: CandidatePolicy,
     pub registry: Arc<Registry>,
+    /// Server-wide and per-client session limits.
+    pub capacity: Arc<Capacity>,
     pub gate: Arc<dyn Gatekeeper>,
     pub events: EventBus,
     pub rooms: RoomsConfig,
@@ -33,6 +36,7 @@ impl Context {
             registry: Arc::new(Registry::new(Duration::from_millis(
                 config.rooms.keyframe_request_interval_ms,
             ))),
+            capacity: Arc::new(Capacity::new(config.limits.clone())),
             gate,
             events,
             rooms: config.rooms.clone(),

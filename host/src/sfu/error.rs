@@ -25,6 +25,15 @@ pub enum SfuError {
     Takeover { room: String },
     #[error("server is shutting down")]
     ShuttingDown,
+    /// A server-wide limit is reached (503).
+    #[error("{0}")]
+    AtCapacity(String),
+    /// One client is over its own limit (429 with `Retry-After`).
+    #[error("{message}")]
+    ClientLimit {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// Building the connection failed; [`PeerError::NoPort`] is capacity, the rest the server's.
     #[error(transparent)]
     Peer(#[from] PeerError),
@@ -49,6 +58,8 @@ pub enum Fault {
     Client,
     /// The room's state forbids it (409).
     Conflict,
+    /// The client is over its own limit (429).
+    ClientLimit,
     /// Out of a resource, or stopping: try again later (503).
     Capacity,
     /// A bug or an environment problem on our side (500).
@@ -65,7 +76,10 @@ impl SfuError {
                 Fault::Client
             }
             SfuError::PublisherConflict { .. } | SfuError::Takeover { .. } => Fault::Conflict,
-            SfuError::ShuttingDown | SfuError::Peer(PeerError::NoPort(..)) => Fault::Capacity,
+            SfuError::ShuttingDown
+            | SfuError::AtCapacity(_)
+            | SfuError::Peer(PeerError::NoPort(..)) => Fault::Capacity,
+            SfuError::ClientLimit { .. } => Fault::ClientLimit,
             SfuError::Peer(PeerError::Build(_)) | SfuError::WebRtc(_) | SfuError::Closed => {
                 Fault::Server
             }

@@ -6,7 +6,8 @@
 //! `crate::auth`); the core only enforces what it was told (expiry, re-check).
 //!
 //! Its parts, by job:
-//! - `admission`: room policy on exact counts, places held for sessions being set up.
+//! - `admission`: room policy on exact counts, places held for sessions being set up;
+//!   `capacity`: server-wide and per-client session limits.
 //! - `ingest`: publishers — their connection and the readers that feed the hubs.
 //! - `viewer`: viewers — their connection on either driver, attached to the hubs.
 //! - `supervise`: a session's life after set-up, and the one place it is torn down.
@@ -22,6 +23,7 @@
 
 pub mod admission;
 pub mod candidates;
+pub mod capacity;
 pub mod codec;
 mod context;
 pub mod direct;
@@ -104,6 +106,7 @@ impl Sfu {
         }
         admission::admit(
             &self.ctx.registry,
+            &self.ctx.capacity,
             self.ctx.gate.as_ref(),
             &self.ctx.rooms,
             req,

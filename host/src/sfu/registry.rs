@@ -9,13 +9,21 @@ use super::session::Session;
 use crate::auth::RoomCounts;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Registry {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    sessions: Mutex<Sessions>,
     keyframe_interval: Duration,
+}
+
+/// Live sessions by id, and how many each client address has.
+#[derive(Default)]
+struct Sessions {
+    by_id: HashMap<String, Arc<Session>>,
+    by_ip: HashMap<IpAddr, usize>,
 }
 
 /// Keeps a room alive while a request decides about it; dropping it may remove the room.
@@ -41,7 +49,7 @@ impl Registry {
     pub fn new(keyframe_interval: Duration) -> Self {
         Registry {
             rooms: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
             keyframe_interval,
         }
     }
@@ -82,7 +90,7 @@ impl Registry {
 
     /// Look up a session by room and id, distinguishing an unknown room from an unknown id.
     pub fn session(&self, room: &str, id: &str) -> Result<Arc<Session>, SfuError> {
-        let session = self.sessions.lock().get(id).cloned();
+        let session = self.sessions.lock().by_id.get(id).cloned();
         match session {
             Some(s) if s.room.name == room => Ok(s),
             _ if !self.rooms.lock().contains_key(room) => Err(SfuError::RoomNotFound),
@@ -91,22 +99,46 @@ impl Registry {
     }
 
     pub fn session_by_id(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions.lock().get(id).cloned()
+        self.sessions.lock().by_id.get(id).cloned()
     }
 
     pub fn insert_session(&self, session: Arc<Session>) {
-        self.sessions.lock().insert(session.id.clone(), session);
+        let mut sessions = self.sessions.lock();
+        if let Some(ip) = client_ip(&session) {
+            *sessions.by_ip.entry(ip).or_default() += 1;
+        }
+        sessions.by_id.insert(session.id.clone(), session);
     }
 
     pub fn remove_session(&self, id: &str) {
-        self.sessions.lock().remove(id);
+        let mut sessions = self.sessions.lock();
+        let Some(session) = sessions.by_id.remove(id) else {
+            return;
+        };
+        if let Some(ip) = client_ip(&session)
+            && let Some(n) = sessions.by_ip.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                sessions.by_ip.remove(&ip);
+            }
+        }
     }
 
     pub fn sessions(&self) -> Vec<Arc<Session>> {
-        self.sessions.lock().values().cloned().collect()
+        self.sessions.lock().by_id.values().cloned().collect()
     }
 
     pub fn session_count(&self) -> usize {
-        self.sessions.lock().len()
+        self.sessions.lock().by_id.len()
     }
+
+    /// Live sessions opened from client address `ip`.
+    pub fn sessions_from(&self, ip: IpAddr) -> usize {
+        self.sessions.lock().by_ip.get(&ip).copied().unwrap_or(0)
+    }
+}
+
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session.admit.remote_addr.map(|a| a.ip())
 }

@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Sent as `Retry-After` (seconds), with 429 and 503.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -16,7 +18,13 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, after: std::time::Duration) -> Self {
+        self.retry_after = Some(after);
+        self
     }
 }
 
@@ -24,7 +32,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = self.message;
         body.push('\n');
-        (
+        let mut response = (
             self.status,
             [(
                 axum::http::header::CONTENT_TYPE,
@@ -32,7 +40,16 @@ impl IntoResponse for ApiError {
             )],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(after) = self.retry_after {
+            // Whole seconds, rounded up: never tell a client to come back too early.
+            let secs = after.as_millis().div_ceil(1000).max(1);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs as u64),
+            );
+        }
+        response
     }
 }
 
@@ -45,6 +62,7 @@ impl From<SfuError> for ApiError {
             Fault::Client => StatusCode::BAD_REQUEST,
             Fault::Conflict => StatusCode::CONFLICT,
             Fault::Capacity => StatusCode::SERVICE_UNAVAILABLE,
+            Fault::ClientLimit => StatusCode::TOO_MANY_REQUESTS,
             Fault::Server => StatusCode::INTERNAL_SERVER_ERROR,
         };
         match e.fault() {
@@ -52,7 +70,11 @@ impl From<SfuError> for ApiError {
             Fault::Capacity => tracing::warn!(error = %e, "request refused for capacity"),
             _ => {}
         }
-        ApiError::new(status, e.to_string())
+        let error = ApiError::new(status, e.to_string());
+        match e {
+            SfuError::ClientLimit { retry_after, .. } => error.with_retry_after(retry_after),
+            _ => error,
+        }
     }
 }
 

@@ -11,6 +11,8 @@
 
 pub mod error;
 pub mod host_check;
+pub mod listener;
+pub mod rate_limit;
 
 use crate::auth::{Action, AdmitRequest};
 use crate::config::Config;
@@ -69,6 +71,16 @@ pub fn router(config: &Config, state: AppState) -> Router {
             axum::routing::patch(patch_session).delete(delete_session),
         )
         .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            Duration::from_secs(config.limits.body_timeout_secs),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            rate_limit::ClientRateLimit::new(
+                config.limits.requests_per_sec_per_ip,
+                config.limits.request_burst_per_ip,
+            ),
+            rate_limit::limit_requests,
+        ))
         .layer(cors_layer(config))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
