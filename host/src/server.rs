@@ -121,6 +121,7 @@ impl Server {
             batch_dropped = dropped,
             direct_send_dropped = crate::sfu::direct::send_dropped(),
             nacked_packets_not_resent = crate::sfu::nack_guard::suppressed(),
+            publisher_packets_over_cap = crate::sfu::bitrate::over_cap_dropped(),
             library_log_lines_suppressed = crate::logging::suppressed(),
             "switchboard stopped"
         );

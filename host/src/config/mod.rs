@@ -171,6 +171,8 @@ pub struct LimitsConfig {
     pub body_timeout_secs: u64,
     /// Seconds an HTTP connection may stay open without a request in progress.
     pub idle_timeout_secs: u64,
+    /// Kilobits per second one publisher may send (all tracks); 0 = no cap.
+    pub max_publisher_kbps: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +225,7 @@ impl Default for Config {
                 header_timeout_secs: 5,
                 body_timeout_secs: 10,
                 idle_timeout_secs: 60,
+                max_publisher_kbps: 10_000,
             },
             log: LogConfig {
                 filter: "info".into(),

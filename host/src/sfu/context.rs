@@ -23,6 +23,8 @@ pub struct Context {
     pub gate: Arc<dyn Gatekeeper>,
     pub events: EventBus,
     pub rooms: RoomsConfig,
+    /// Cap on one publisher's bitrate (`limits.max_publisher_kbps`, 0 = none).
+    pub max_publisher_kbps: u64,
     pub connect_timeout: Duration,
     pub shutting_down: AtomicBool,
     next_key: AtomicU64,
@@ -40,6 +42,7 @@ impl Context {
             gate,
             events,
             rooms: config.rooms.clone(),
+            max_publisher_kbps: config.limits.max_publisher_kbps,
             connect_timeout: Duration::from_secs(config.webrtc.connect_timeout_secs),
             shutting_down: AtomicBool::new(false),
             next_key: AtomicU64::new(1),

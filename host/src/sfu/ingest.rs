@@ -15,10 +15,13 @@ use super::state::{PeerStates, StateHandler, panic_message};
 use super::session::NewSession;
 use super::supervise;
 use super::admission::Reservation;
+use super::bitrate::{BitrateCap, REMB_EVERY};
 use crate::auth::{Action, AdmitRequest, Identity};
 use futures::FutureExt;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use std::panic::AssertUnwindSafe;
+use std::time::Instant;
 use std::sync::{Arc, OnceLock, Weak};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
@@ -40,12 +43,17 @@ pub async fn start_publisher(
     let room = reservation.room().clone();
     let key = ctx.next_key();
     let states = Arc::new(PeerStates::default());
+    let cap = match ctx.max_publisher_kbps {
+        0 => None,
+        kbps => Some(Arc::new(BitrateCap::new(kbps, Instant::now()))),
+    };
     let handler = Arc::new(PublisherHandler {
         inner: StateHandler {
             states: states.clone(),
         },
         room: room.clone(),
         key,
+        cap,
         pc: OnceLock::new(),
     });
     let pc = ctx
@@ -96,6 +104,8 @@ struct PublisherHandler {
     room: Arc<Room>,
     /// The publisher session's key: a new publisher's tracks replace the old one's in the hubs.
     key: u64,
+    /// What this publisher may send (`limits.max_publisher_kbps`), shared by its tracks.
+    cap: Option<Arc<BitrateCap>>,
     pc: OnceLock<Weak<dyn PeerConnection>>,
 }
 
@@ -113,6 +123,7 @@ impl PeerConnectionEventHandler for PublisherHandler {
         let room = self.room.clone();
         let pc = self.pc.get().and_then(Weak::upgrade);
         let key = self.key;
+        let cap = self.cap.clone();
         let states = self.inner.states.clone();
         tokio::spawn(async move {
             let kind = track.kind().await;
@@ -123,7 +134,7 @@ impl PeerConnectionEventHandler for PublisherHandler {
             let hub = room.hub(kind).clone();
             // A panic while forwarding ends this publisher's session (viewers stay, and get
             // the next publisher), never the process.
-            let read = AssertUnwindSafe(read_track(hub, kind, track, key, codecs));
+            let read = AssertUnwindSafe(read_track(hub, kind, track, key, codecs, cap));
             if let Err(panic) = read.catch_unwind().await {
                 states.fault(format!("the publisher's reader panicked: {}", panic_message(&*panic)));
             }
@@ -139,8 +150,16 @@ async fn read_track(
     track: Arc<dyn TrackRemote>,
     publisher: u64,
     codecs: Vec<RTCRtpCodecParameters>,
+    cap: Option<Arc<BitrateCap>>,
 ) {
     let feed = hub.attach_feed(track.clone(), publisher, codecs);
+    let _remb = match (kind, &cap) {
+        (RtpCodecKind::Video, Some(cap)) => Some(AbortOnDrop(tokio::spawn(tell_cap(
+            track.clone(),
+            cap.bits_per_sec,
+        )))),
+        _ => None,
+    };
     if kind == RtpCodecKind::Video {
         hub.request_keyframe();
     }
@@ -162,9 +181,38 @@ async fn read_track(
                 None => break, // nothing more queued right now
             }
         }
+        if let Some(cap) = &cap {
+            let now = Instant::now();
+            burst.retain(|p| cap.admit(p.payload.len() + 12, now));
+        }
         hub.forward_burst(feed, &mut burst);
     }
     hub.detach_feed(feed);
+}
+
+/// Tell the publisher the cap on its video track, again every [`REMB_EVERY`].
+async fn tell_cap(track: Arc<dyn TrackRemote>, bits_per_sec: u64) {
+    let mut every = tokio::time::interval(REMB_EVERY);
+    loop {
+        every.tick().await;
+        let remb = ReceiverEstimatedMaximumBitrate {
+            sender_ssrc: 0,
+            bitrate: bits_per_sec as f32,
+            ssrcs: track.ssrcs().await,
+        };
+        if track.write_rtcp(vec![Box::new(remb)]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Stops a helper task with the reader that started it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn take(

@@ -8,7 +8,8 @@
 //! Its parts, by job:
 //! - `admission`: room policy on exact counts, places held for sessions being set up;
 //!   `capacity`: server-wide and per-client session limits.
-//! - `ingest`: publishers — their connection and the readers that feed the hubs.
+//! - `ingest`: publishers — their connection and the readers that feed the hubs;
+//!   `bitrate`: the cap on what one publisher may send.
 //! - `viewer`: viewers — their connection on either driver, attached to the hubs.
 //! - `supervise`: a session's life after set-up, and the one place it is torn down.
 //! - `negotiate`: offer/answer, trickle and ICE restart; `candidates`: which remote ICE
@@ -22,6 +23,7 @@
 //!   `feedback` (keyframe requests out of RTCP), `peer` (building connections), `trickle`.
 
 pub mod admission;
+pub mod bitrate;
 pub mod candidates;
 pub mod capacity;
 pub mod codec;
