@@ -58,6 +58,8 @@ fn bad_config_names_the_key() {
             "[rooms]\non_publisher_conflict = \"maybe\"\n",
             "on_publisher_conflict",
         ),
+        ("admin", "[admin]\ntoken = \"letmein\"\n", "admin.token"),
+        ("limits", "[limits]\nmax_sessions = 0\n", "limits.max_sessions"),
     ];
     for (name, text, key) in cases {
         let path = write_config(name, text);

@@ -46,6 +46,18 @@ async fn require_token(
         .unwrap_or_default();
     let matches: bool = sha(presented).ct_eq(expected.as_ref()).into();
     if !matches {
+        // One line per refusal, never the token that was tried.
+        let client = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "-".into());
+        tracing::warn!(
+            %client,
+            path = %request.uri().path(),
+            token = if presented.is_empty() { "absent" } else { "wrong" },
+            "admin request refused"
+        );
         let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,

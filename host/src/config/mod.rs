@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
+/// Shortest admin token accepted: the admin API can reload plugins and end sessions.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
 /// A configuration problem, naming the key at fault where figment knows it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -305,6 +308,18 @@ impl Config {
                     message: "must be at least 1".into(),
                 });
             }
+        }
+        let token = &self.admin.token;
+        if !token.is_empty() && token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            return Err(ConfigError::Invalid {
+                key: "admin.token",
+                message: format!(
+                    "{} characters is guessable; use at least {MIN_ADMIN_TOKEN_CHARS} random \
+                     characters (e.g. `openssl rand -hex 24`), or leave it empty to disable \
+                     the admin API",
+                    token.chars().count()
+                ),
+            });
         }
         if self.http.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid {
