@@ -142,6 +142,9 @@ pub enum PublisherConflict {
 pub struct AuthConfig {
     /// Allow running with no auth plugin on a non-loopback address. Off by default.
     pub allow_unauthenticated_public: bool,
+    /// Seconds a live session is kept while its periodic re-check cannot run (plugin failing,
+    /// identity provider down); a re-check that *denies* ends the session at once.
+    pub recheck_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,6 +217,7 @@ impl Default for Config {
             },
             auth: AuthConfig {
                 allow_unauthenticated_public: false,
+                recheck_grace_secs: 60,
             },
             admin: AdminConfig {
                 token: String::new(),

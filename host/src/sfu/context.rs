@@ -26,6 +26,8 @@ pub struct Context {
     /// Cap on one publisher's bitrate (`limits.max_publisher_kbps`, 0 = none).
     pub max_publisher_kbps: u64,
     pub connect_timeout: Duration,
+    /// How long a session survives re-checks that cannot run (`auth.recheck_grace_secs`).
+    pub recheck_grace: Duration,
     pub shutting_down: AtomicBool,
     next_key: AtomicU64,
 }
@@ -44,6 +46,7 @@ impl Context {
             rooms: config.rooms.clone(),
             max_publisher_kbps: config.limits.max_publisher_kbps,
             connect_timeout: Duration::from_secs(config.webrtc.connect_timeout_secs),
+            recheck_grace: Duration::from_secs(config.auth.recheck_grace_secs),
             shutting_down: AtomicBool::new(false),
             next_key: AtomicU64::new(1),
         }

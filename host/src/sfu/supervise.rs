@@ -4,10 +4,10 @@
 
 use super::context::Context;
 use super::session::{EndReason, NewSession, Session};
-use crate::auth::Action;
+use crate::auth::{Action, Denied};
 use crate::events::Event;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 /// A fresh session id (the last path segment of the session resource URL).
@@ -47,6 +47,7 @@ async fn supervise(ctx: Arc<Context>, session: Arc<Session>) {
     });
     let expiry_sleep = tokio::time::sleep(expiry.unwrap_or(Duration::MAX / 4));
     tokio::pin!(expiry_sleep);
+    let mut unavailable_since: Option<Instant> = None;
     let mut recheck = session.identity.recheck_every.map(|every| {
         let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -72,8 +73,26 @@ async fn supervise(ctx: Arc<Context>, session: Arc<Session>) {
             _ = async { recheck.as_mut().expect("guarded").tick().await }, if recheck.is_some() => {
                 let mut req = session.admit.clone();
                 req.counts = session.room.counts();
-                if let Err(denied) = ctx.gate.recheck(&req, &session.identity).await {
-                    session.end(EndReason::Revoked(denied.to_string()));
+                match ctx.gate.recheck(&req, &session.identity).await {
+                    Ok(()) => unavailable_since = None,
+                    // The check could not run (plugin failed, identity provider down): not a
+                    // denial. The session stays for the grace period, then ends.
+                    Err(Denied::Unavailable(why)) => {
+                        let since = *unavailable_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= ctx.recheck_grace {
+                            session.end(EndReason::Revoked(format!(
+                                "re-check unavailable for {} s: {why}",
+                                since.elapsed().as_secs()
+                            )));
+                        } else {
+                            tracing::warn!(
+                                session = %session.id, reason = %why,
+                                grace_left_secs = (ctx.recheck_grace - since.elapsed()).as_secs(),
+                                "re-check could not run; keeping the session for now"
+                            );
+                        }
+                    }
+                    Err(denied) => session.end(EndReason::Revoked(denied.to_string())),
                 }
             }
         }
