@@ -202,10 +202,14 @@ impl Drop for SpawnedServer {
 }
 
 /// The configuration a spawned Switchboard runs with: loopback only, no plugins, quiet logs.
+/// The spawned server's config. Every simulated client comes from 127.0.0.1, so the
+/// per-address limits (sessions, request rate) are raised to what the tool itself may open.
 fn switchboard_config(port: u16) -> String {
     format!(
         "[http]\nbind = \"127.0.0.1:{port}\"\nrequest_timeout_secs = 30\n\
          [webrtc]\nbind_ips = [\"127.0.0.1\"]\nconnect_timeout_secs = 30\n\
+         [limits]\nmax_sessions = 100000\nmax_sessions_per_ip = 100000\n\
+         requests_per_sec_per_ip = 100000\nrequest_burst_per_ip = 100000\n\
          [log]\nfilter = \"warn\"\n"
     )
 }
