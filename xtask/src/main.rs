@@ -135,6 +135,18 @@ const SMOKE_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// it is started first so its release build overlaps the plugin and test builds, and checked
 /// once they are done, before any test runs.
 fn test(root: &Path, extra: &[String]) -> Result<()> {
+    let started = std::time::Instant::now();
+    let result = test_steps(root, extra);
+    // CI has a time budget; the CPU time tells how much of the wall time was waiting.
+    eprintln!(
+        "xtask: test took {}s of wall time, {}s of CPU in the commands it ran",
+        started.elapsed().as_secs(),
+        system::children_cpu().as_secs()
+    );
+    result
+}
+
+fn test_steps(root: &Path, extra: &[String]) -> Result<()> {
     setup(root)?;
     let smoke = if extra.is_empty() {
         let mut smoke = smoke::Smoke::start(root)?;

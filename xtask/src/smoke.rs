@@ -103,7 +103,7 @@ fn drive(run: &mut RunCommand, base: &str, started: Instant) -> Result<()> {
     wait_until_healthy(run, base, started)?;
     let ready_after = started.elapsed();
     eprintln!(
-        "xtask smoke: {base}/healthz answered 200 after {}",
+        "xtask smoke: {base}/healthz answered 200 when asked, {} after `cargo xtask run` started",
         minutes(ready_after)
     );
     check_publish_page(base)?;
@@ -120,8 +120,8 @@ fn drive(run: &mut RunCommand, base: &str, started: Instant) -> Result<()> {
         );
     }
     eprintln!(
-        "xtask smoke: ok — `cargo xtask run` served /healthz and /publish after {}, and stopped \
-         cleanly {:.1}s after Ctrl-C",
+        "xtask smoke: ok — `cargo xtask run` served /healthz and /publish (checked {} after it \
+         started) and stopped cleanly {:.1}s after Ctrl-C",
         minutes(ready_after),
         stopping.elapsed().as_secs_f64()
     );

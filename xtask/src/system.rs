@@ -94,6 +94,21 @@ pub fn wait_through_interrupts() {
     }
 }
 
+/// User plus system CPU time of every child process that has ended and been waited for (and,
+/// through them, of their own children): what a build or test run cost in CPU.
+pub fn children_cpu() -> std::time::Duration {
+    // SAFETY: getrusage only writes into the struct we hand it.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        if libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) != 0 {
+            return std::time::Duration::ZERO;
+        }
+        usage
+    };
+    let micros = |t: libc::timeval| (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64;
+    std::time::Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +120,20 @@ mod tests {
         assert_eq!(effective_uid(status), Some(0));
         assert_eq!(effective_uid("Uid:\t1000\t1000\t1000\t1000\n"), Some(1000));
         assert_eq!(effective_uid("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn counts_the_cpu_of_ended_children() {
+        let before = children_cpu();
+        // Busy work in a child, waited for.
+        let status = Command::new("sh")
+            .args([
+                "-c",
+                "end=$(($(date +%s) + 2)); while [ $(date +%s) -lt $end ]; do :; done",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(children_cpu() > before, "{before:?}");
     }
 }
