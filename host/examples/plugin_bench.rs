@@ -10,9 +10,9 @@
 //! plugin's config, the hook, output validation. Tokens come from PyJWT
 //! (`host/tests/support/mint_jwt.py`; `pip install pyjwt cryptography`).
 //!
-//! Besides latency, each row reports the process's CPU time per call (user + system, from
-//! `getrusage(RUSAGE_SELF)`, all threads: the caller, tokio's workers and the epoch ticker),
-//! which is what a call costs the server whatever the wall clock says.
+//! Besides latency, each row reports the process's CPU time per call (user + system, and the
+//! system part alone, from `getrusage(RUSAGE_SELF)`, all threads: the caller, tokio's workers
+//! and the epoch ticker), which is what a call costs the server whatever the wall clock says.
 
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -99,8 +99,8 @@ fn request(token: &str) -> AdmitRequest {
     }
 }
 
-/// CPU time (user + system) of every thread of this process so far.
-fn cpu_time() -> Duration {
+/// CPU time of every thread of this process so far: user, system.
+fn cpu_time() -> (Duration, Duration) {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage fills the `rusage` it is pointed at and touches nothing else.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
@@ -110,12 +110,18 @@ fn cpu_time() -> Duration {
     let time = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
-    time(usage.ru_utime) + time(usage.ru_stime)
+    (time(usage.ru_utime), time(usage.ru_stime))
 }
 
-/// CPU microseconds per call since `since`.
-fn cpu_us_per_call(since: Duration, calls: u64) -> f64 {
-    (cpu_time() - since).as_secs_f64() * 1e6 / calls.max(1) as f64
+/// `cpu X µs/call (sys Y)`: process CPU time per call since `since`, and the kernel's part.
+fn cpu_per_call(since: (Duration, Duration), calls: u64) -> String {
+    let (user, sys) = cpu_time();
+    let per_call = |d: Duration| d.as_secs_f64() * 1e6 / calls.max(1) as f64;
+    let sys = per_call(sys - since.1);
+    format!(
+        "cpu {:>6.1} µs/call (sys {sys:>5.1})",
+        per_call(user - since.0) + sys
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -134,11 +140,11 @@ async fn latency(label: &str, gate: &PluginGate, token: &str, calls: usize) {
         gate.admit(&req).await.expect("admitted");
         samples.push(started.elapsed());
     }
-    let cpu = cpu_us_per_call(cpu, calls as u64);
+    let cpu = cpu_per_call(cpu, calls as u64);
     samples.sort();
     let mean = samples.iter().sum::<Duration>() / calls as u32;
     println!(
-        "{label:<28} p50 {:>7.1} µs   p99 {:>7.1} µs   mean {:>7.1} µs   cpu {cpu:>6.1} µs/call",
+        "{label:<28} p50 {:>7.1} µs   p99 {:>7.1} µs   mean {:>7.1} µs   {cpu}",
         percentile(&samples, 0.50).as_secs_f64() * 1e6,
         percentile(&samples, 0.99).as_secs_f64() * 1e6,
         mean.as_secs_f64() * 1e6,
@@ -182,11 +188,11 @@ async fn throughput(gate: Arc<PluginGate>, token: &str, tasks: usize, secs: u64)
         latencies.extend(h.await.unwrap());
     }
     let calls = done.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
-    let cpu = cpu_us_per_call(cpu, calls);
+    let cpu = cpu_per_call(cpu, calls);
     latencies.sort();
     let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
     println!(
-        "auth-jwt HS256, {tasks:>3} concurrent callers: {rate:>8.0} auth calls/s   p50 {:>8.1} µs   p99 {:>8.1} µs   cpu {cpu:>6.1} µs/call   failed {}",
+        "auth-jwt HS256, {tasks:>3} concurrent callers: {rate:>8.0} auth calls/s   p50 {:>8.1} µs   p99 {:>8.1} µs   {cpu}   failed {}",
         percentile(&latencies, 0.50).as_secs_f64() * 1e6,
         percentile(&latencies, 0.99).as_secs_f64() * 1e6,
         failed.load(Ordering::Relaxed),
