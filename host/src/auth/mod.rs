@@ -111,6 +111,13 @@ pub trait Gatekeeper: Send + Sync + 'static {
     fn is_open(&self) -> bool {
         false
     }
+
+    /// Changes whenever the policy itself changed (plugins reloaded): live sessions are then
+    /// re-checked at once, so revoking a credential by reload reaches every session, not only
+    /// those with a periodic re-check.
+    fn reloads(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// Admits everyone. Used when no auth plugin is configured.

@@ -23,8 +23,13 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Epoch tick: the granularity of plugin deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
-/// Plugin calls allowed at once across the process; more wait (within their deadline).
-pub const MAX_CONCURRENT_CALLS: usize = 512;
+/// Plugin calls for new requests (admission) allowed at once; more wait within their deadline.
+pub const ADMISSION_CALLS: usize = 448;
+/// Plugin calls re-checking live sessions allowed at once: a budget of their own, so a flood
+/// of unauthenticated requests cannot starve the re-checks of paying users' sessions.
+pub const RECHECK_CALLS: usize = 64;
+/// Plugin calls allowed at once across the process (sizes the instance pool).
+pub const MAX_CONCURRENT_CALLS: usize = ADMISSION_CALLS + RECHECK_CALLS;
 /// Linear memory kept mapped between uses of a pool slot (see [`pooling`]).
 const KEEP_RESIDENT: usize = 4 << 20;
 /// Compiled components kept in memory.
@@ -38,12 +43,37 @@ pub type ContentHash = [u8; 32];
 pub struct Runtime {
     pub engine: Engine,
     pub linker: Linker<CallState>,
-    /// Bounds concurrent instances so bursts queue instead of exhausting the pool.
-    pub permits: Semaphore,
+    /// Bound concurrent instances so bursts queue instead of exhausting the pool: one budget
+    /// for admissions, one for re-checks of live sessions.
+    pub admission_permits: Semaphore,
+    pub recheck_permits: Semaphore,
     compiled: Mutex<HashMap<ContentHash, Component>>,
 }
 
 static RUNTIME: OnceLock<Result<Arc<Runtime>, String>> = OnceLock::new();
+
+/// Threads plugin calls run on (at most this many).
+const PLUGIN_THREADS: usize = 2;
+
+/// The async runtime plugin calls run on: threads of their own, so a plugin — even one that
+/// spins until its deadline (yielding every epoch tick) — never occupies a worker that
+/// forwards media or answers `/healthz`. The operating system shares the cores fairly.
+pub fn plugin_threads() -> &'static tokio::runtime::Handle {
+    static THREADS: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    THREADS
+        .get_or_init(|| {
+            let threads = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(PLUGIN_THREADS);
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("plugin")
+                .enable_all()
+                .build()
+                .expect("the plugin threads start")
+        })
+        .handle()
+}
 
 /// The process-wide runtime, created on first use.
 pub fn runtime() -> Result<Arc<Runtime>, PluginError> {
@@ -157,7 +187,8 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
-            permits: Semaphore::new(MAX_CONCURRENT_CALLS),
+            admission_permits: Semaphore::new(ADMISSION_CALLS),
+            recheck_permits: Semaphore::new(RECHECK_CALLS),
             compiled: Mutex::new(HashMap::new()),
         })
     }

@@ -22,7 +22,7 @@ use super::hooks::policy::{self, Policy};
 use super::hooks::{self, Hook};
 use super::imports::PluginShared;
 use super::kv::KvStore;
-use super::plugin::LoadedPlugin;
+use super::plugin::{Budget, LoadedPlugin};
 use super::upstream::Upstreams;
 use crate::auth::{AdmitRequest, Denied, Gatekeeper, Identity};
 use arc_swap::ArcSwap;
@@ -78,6 +78,8 @@ pub struct PluginGate {
     kv: Mutex<HashMap<String, Arc<KvStore>>>,
     source: Mutex<Option<Arc<ReloadSource>>>,
     reloading: tokio::sync::Mutex<()>,
+    /// Counts successful reloads; the SFU re-checks every live session on each.
+    reloads: tokio::sync::watch::Sender<u64>,
 }
 
 impl PluginGate {
@@ -94,6 +96,7 @@ impl PluginGate {
             kv,
             source: Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
+            reloads: tokio::sync::watch::channel(0).0,
         })
     }
 
@@ -176,6 +179,7 @@ impl PluginGate {
                     took_ms: started.elapsed().as_millis() as u64,
                 };
                 self.active.store(Arc::new(set));
+                self.reloads.send_modify(|n| *n += 1);
                 tracing::info!(plugins = ?report.plugins, took_ms = report.took_ms, "plugins reloaded");
                 Ok(report)
             }
@@ -187,9 +191,9 @@ impl PluginGate {
     }
 
     async fn run_auth_chain(
-        &self,
         set: &PluginSet,
         req: &wit::AuthRequest,
+        budget: Budget,
     ) -> Result<Identity, Denied> {
         let chain = set.serving(auth::HOOK);
         if chain.is_empty() {
@@ -202,7 +206,7 @@ impl PluginGate {
         for plugin in chain {
             let failed = |f| failed(plugin, auth::HOOK, f);
             let decision = plugin
-                .run(auth::HOOK, async |a: &Authenticator, store, instance| {
+                .run(auth::HOOK, budget, async |a: &Authenticator, store, instance| {
                     a.authenticate(store, instance, req).await
                 })
                 .await
@@ -232,7 +236,6 @@ impl PluginGate {
     }
 
     async fn run_room_policy(
-        &self,
         set: &PluginSet,
         req: &wit::AuthRequest,
         identity: &Identity,
@@ -245,7 +248,7 @@ impl PluginGate {
         for plugin in policies {
             let failed = |f| failed(plugin, policy::HOOK, f);
             let decision = plugin
-                .run(policy::HOOK, async |p: &Policy, store, instance| {
+                .run(policy::HOOK, Budget::Admission, async |p: &Policy, store, instance| {
                     p.check(store, instance, req, &identity).await
                 })
                 .await
@@ -267,20 +270,28 @@ impl Gatekeeper for PluginGate {
     async fn authenticate(&self, req: &AdmitRequest) -> Result<Identity, Denied> {
         // Hold this set for the whole decision: a concurrent reload does not affect it.
         let set = self.active.load_full();
-        self.run_auth_chain(&set, &to_wit(req)).await
+        let req = to_wit(req);
+        on_plugin_threads(async move {
+            Self::run_auth_chain(&set, &req, Budget::Admission).await
+        })
+        .await
     }
 
     async fn check_room(&self, req: &AdmitRequest, identity: &Identity) -> Result<(), Denied> {
         let set = self.active.load_full();
-        self.run_room_policy(&set, &to_wit(req), identity).await
+        let (req, identity) = (to_wit(req), identity.clone());
+        on_plugin_threads(async move { Self::run_room_policy(&set, &req, &identity).await }).await
     }
 
     async fn admit(&self, req: &AdmitRequest) -> Result<Identity, Denied> {
         let set = self.active.load_full();
-        let wreq = to_wit(req);
-        let identity = self.run_auth_chain(&set, &wreq).await?;
-        self.run_room_policy(&set, &wreq, &identity).await?;
-        Ok(identity)
+        let req = to_wit(req);
+        on_plugin_threads(async move {
+            let identity = Self::run_auth_chain(&set, &req, Budget::Admission).await?;
+            Self::run_room_policy(&set, &req, &identity).await?;
+            Ok(identity)
+        })
+        .await
     }
 
     /// Re-runs the auth chain (revocation, bans, expiry live there); room policy is not
@@ -288,7 +299,11 @@ impl Gatekeeper for PluginGate {
     /// The subject must not change.
     async fn recheck(&self, req: &AdmitRequest, identity: &Identity) -> Result<(), Denied> {
         let set = self.active.load_full();
-        let fresh = self.run_auth_chain(&set, &to_wit(req)).await?;
+        let req = to_wit(req);
+        let fresh = on_plugin_threads(async move {
+            Self::run_auth_chain(&set, &req, Budget::Recheck).await
+        })
+        .await?;
         if fresh.subject != identity.subject {
             return Err(Denied::Forbidden(format!(
                 "credential now identifies `{}` instead of `{}`",
@@ -296,6 +311,10 @@ impl Gatekeeper for PluginGate {
             )));
         }
         Ok(())
+    }
+
+    fn reloads(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.reloads.subscribe())
     }
 
     fn is_open(&self) -> bool {
@@ -337,6 +356,23 @@ async fn load_set(
         set.loaded.push(loaded);
     }
     Ok(set)
+}
+
+/// Run a decision on the plugin threads (see `engine::plugin_threads`), never on the workers
+/// that forward media. A panic there (a host bug) denies, like any other failure.
+async fn on_plugin_threads<R: Send + 'static>(
+    decision: impl std::future::Future<Output = Result<R, Denied>> + Send + 'static,
+) -> Result<R, Denied> {
+    use tracing::instrument::{Instrument, WithSubscriber};
+    // Logs from the call go where the caller's would (its span, its subscriber).
+    let decision = decision.in_current_span().with_current_subscriber();
+    match engine::plugin_threads().spawn(decision).await {
+        Ok(decided) => decided,
+        Err(e) => {
+            tracing::error!(error = %e, "plugin decision task failed; request denied (fail closed)");
+            Err(Denied::Unavailable("policy evaluation failed".into()))
+        }
+    }
 }
 
 /// Log a plugin failure and turn it into a fail-closed denial.

@@ -10,7 +10,7 @@
 use super::abi::lifecycle::Lifecycle;
 use super::abi::{AbiVersion, detect};
 use super::config::PluginConfig;
-use super::engine::{ContentHash, EPOCH_TICK, Runtime};
+use super::engine::{ContentHash, Runtime};
 use super::error::{CallFailure, PluginError};
 use super::grants;
 use super::hooks::{BindError, Bound, Hook};
@@ -20,6 +20,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
+
+/// Which concurrency budget a call draws from (see `engine::ADMISSION_CALLS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Deciding on a new request.
+    Admission,
+    /// Re-checking a live session.
+    Recheck,
+}
 
 /// Loading gets more time than a call: the first instantiation touches cold memory.
 const MIN_LOAD_TIMEOUT: Duration = Duration::from_secs(2);
@@ -199,16 +208,34 @@ impl LoadedPlugin {
         }
     }
 
+    /// A fresh store for one call, with the plugin's memory limit and deadline.
+    ///
+    /// The call yields to the async runtime at every epoch tick (5 ms of running wasm) rather
+    /// than holding a worker thread until its deadline: plugin calls share the workers that
+    /// forward media, and a looping plugin must not delay packets. At the deadline it traps.
     fn store(&self, timeout: Duration) -> Store<CallState> {
         let mut store = Store::new(
             &self.runtime.engine,
             CallState::new(self.shared.clone(), self.memory_limit),
         );
         store.limiter(|state| state as &mut dyn wasmtime::ResourceLimiter);
-        // Round up, plus one tick: the deadline must never fire early.
-        let ticks = timeout.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // Never early: the deadline is checked at ticks, so it may run up to one tick late.
+        let deadline = Instant::now() + timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Trap::Interrupt.into())
+            } else {
+                // tokio's own yield: it lets the runtime poll its timers and sockets before
+                // this call runs again. (A plain self-wake, wasmtime's `Yield`, keeps the call
+                // runnable and tokio then polls I/O only every 61 task turns: 300 ms of 5 ms
+                // slices, measured.)
+                Ok(wasmtime::UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
         store
     }
 
@@ -251,16 +278,21 @@ impl LoadedPlugin {
 
     /// Run `body` with `hook`'s bound export (the hook file's type `B`, which carries the
     /// typed call) on a fresh configured instance, within the plugin's deadline:
-    /// `plugin.run(auth::HOOK, async |a: &Authenticator, store, instance| ...)`.
+    /// `plugin.run(auth::HOOK, Budget::Admission, async |a: &Authenticator, store, instance| ...)`.
     pub async fn run<B: Bound, R>(
         &self,
         hook: Hook,
+        budget: Budget,
         body: impl AsyncFnOnce(&B, &mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
     ) -> Result<R, CallFailure> {
         let bound = self.bound::<B>(hook)?;
         let deadline = tokio::time::Instant::now() + self.timeout;
         let timed_out = || CallFailure::Timeout(self.timeout.as_millis() as u64);
-        let _permit = tokio::time::timeout_at(deadline, self.runtime.permits.acquire())
+        let permits = match budget {
+            Budget::Admission => &self.runtime.admission_permits,
+            Budget::Recheck => &self.runtime.recheck_permits,
+        };
+        let _permit = tokio::time::timeout_at(deadline, permits.acquire())
             .await
             .map_err(|_| timed_out())?
             .map_err(|_| CallFailure::Trap("plugin runtime shut down".into()))?;

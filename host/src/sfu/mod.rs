@@ -69,9 +69,18 @@ pub struct Sfu {
 
 impl Sfu {
     pub fn new(config: &Config, gate: Arc<dyn Gatekeeper>, events: EventBus) -> Arc<Sfu> {
-        Arc::new(Sfu {
-            ctx: Arc::new(Context::new(config, gate, events)),
-        })
+        let ctx = Arc::new(Context::new(config, gate, events));
+        // Revocation by reload reaches every live session (not only periodic re-checks).
+        if let Some(mut reloads) = ctx.gate.reloads() {
+            let weak = Arc::downgrade(&ctx);
+            tokio::spawn(async move {
+                while reloads.changed().await.is_ok() {
+                    let Some(ctx) = weak.upgrade() else { return };
+                    supervise::recheck_all(&ctx).await;
+                }
+            });
+        }
+        Arc::new(Sfu { ctx })
     }
 
     pub fn gate(&self) -> &Arc<dyn Gatekeeper> {

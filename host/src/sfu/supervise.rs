@@ -130,3 +130,32 @@ async fn teardown(ctx: &Context, session: &Arc<Session>, reason: EndReason) {
         reason: reason.to_string(),
     });
 }
+
+/// After the policy changed (plugins reloaded): re-check every live session now. A session
+/// the new policy denies ends; one it cannot decide on (plugin or upstream failing) is left to
+/// its periodic re-check, if any.
+pub async fn recheck_all(ctx: &Context) {
+    use futures::StreamExt;
+    let sessions = ctx.registry.sessions();
+    let count = sessions.len();
+    futures::stream::iter(sessions)
+        .for_each_concurrent(RECHECK_ALL_CONCURRENCY, |session| async move {
+            let mut req = session.admit.clone();
+            req.counts = session.room.counts();
+            match ctx.gate.recheck(&req, &session.identity).await {
+                Ok(()) => {}
+                Err(Denied::Unavailable(why)) => tracing::warn!(
+                    session = %session.id, reason = %why,
+                    "re-check after reload could not run; session kept"
+                ),
+                Err(denied) => session.end(EndReason::Revoked(format!(
+                    "no longer admitted after the plugin reload: {denied}"
+                ))),
+            }
+        })
+        .await;
+    tracing::info!(sessions = count, "live sessions re-checked after the plugin reload");
+}
+
+/// Sessions re-checked at once after a reload (each call also holds a re-check permit).
+const RECHECK_ALL_CONCURRENCY: usize = 32;

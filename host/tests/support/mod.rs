@@ -232,3 +232,48 @@ pub fn probe(name: &str, config: Value) -> PluginConfig {
     p.limits.timeout_ms = 2_000;
     p
 }
+
+/// Like [`spawn_idp`] (same `/check` answers), but every request stalls while the returned
+/// flag is set: an identity provider that stopped answering.
+pub async fn spawn_hangable_idp() -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use axum::extract::{Query, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    async fn check(
+        State(hang): State<Arc<AtomicBool>>,
+        headers: HeaderMap,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> (StatusCode, String) {
+        if hang.load(Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        }
+        if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some("upstream-key") {
+            return (StatusCode::UNAUTHORIZED, "no api key".into());
+        }
+        let token = q.get("token").cloned().unwrap_or_default();
+        if token.is_empty() {
+            return (StatusCode::UNAUTHORIZED, "no token".into());
+        }
+        (
+            StatusCode::OK,
+            serde_json::json!({ "subject": format!("via-http:{token}") }).to_string(),
+        )
+    }
+
+    let hang = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind idp");
+    let addr = listener.local_addr().expect("idp addr");
+    let app = axum::Router::new()
+        .route("/check", get(check))
+        .with_state(hang.clone());
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("idp serves");
+    });
+    (format!("http://{addr}"), hang)
+}

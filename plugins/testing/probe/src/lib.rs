@@ -3,7 +3,8 @@
 //! Modes (`config.mode`):
 //! - `one-time`: each credential works once (kv compare-and-set with a TTL): replay protection.
 //! - `http`: asks `config.upstream` at `/check?token=<credential>`; a 200 JSON body
-//!   `{"subject": ...}` admits, anything else denies with the reason.
+//!   `{"subject": ...}` admits, anything else denies with the reason. With
+//!   `config.recheck_every_secs`, live sessions are re-checked that often.
 //! - `log-flood`: writes `config.lines` log lines, then admits.
 //! - `clock`: admits with an identity expiring `config.ttl_secs` from now.
 //! - `echo`: admits as `echo` with attributes telling what the host sent (`replacing`,
@@ -23,6 +24,7 @@ pub enum Probe {
     },
     Http {
         upstream: String,
+        recheck_every_secs: Option<u32>,
     },
     LogFlood {
         lines: u32,
@@ -56,7 +58,10 @@ impl Plugin for Probe {
                     Err(e) => Err(Deny::unauthorized(format!("kv: {e}"))),
                 }
             }
-            Probe::Http { upstream } => {
+            Probe::Http {
+                upstream,
+                recheck_every_secs,
+            } => {
                 let resp = http::Request::get(upstream, &format!("/check?token={credential}"))
                     .header("x-probe", "1")
                     .send()
@@ -71,7 +76,11 @@ impl Plugin for Probe {
                 let verdict: Verdict = resp
                     .json()
                     .map_err(|e| Deny::unauthorized(format!("upstream body: {e}")))?;
-                Ok(Identity::new(verdict.subject))
+                let identity = Identity::new(verdict.subject);
+                Ok(match recheck_every_secs {
+                    Some(secs) => identity.recheck_every_secs(*secs),
+                    None => identity,
+                })
             }
             Probe::LogFlood { lines } => {
                 for i in 0..*lines {
