@@ -90,7 +90,10 @@ async fn main() -> anyhow::Result<()> {
         ice_check_interval: Some(Duration::from_millis(20)),
         ..ClientOptions::default()
     };
-    eprintln!("soak: {} for {} min, {} viewers, server pid {pid}", base, cli.minutes, cli.viewers);
+    eprintln!(
+        "soak: {} for {} min, {} viewers, server pid {pid}",
+        base, cli.minutes, cli.viewers
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = Arc::new(Publisher::connect(&base, "soak", &opts).await?);
@@ -106,8 +109,13 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     // Churn: each slot keeps one viewer coming and going.
     for slot in 0..cli.viewers {
-        let (base, opts, stop, joined, left) =
-            (base.clone(), opts.clone(), stop.clone(), joined.clone(), left.clone());
+        let (base, opts, stop, joined, left) = (
+            base.clone(),
+            opts.clone(),
+            stop.clone(),
+            joined.clone(),
+            left.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut n = slot as u64;
             tokio::time::sleep(Duration::from_millis(100 * slot as u64)).await;
@@ -124,14 +132,17 @@ async fn main() -> anyhow::Result<()> {
                 while Instant::now() < until && !stop.load(Ordering::Relaxed) {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     // Every tenth viewer floods NACKs once during its stay.
-                    if !nacked && n % 10 == 0 && v.stats.packets() > 100 {
+                    if !nacked && n.is_multiple_of(10) && v.stats.packets() > 100 {
                         nacked = true;
                         if let Ok(ssrc) = v.video_ssrc().await {
                             for i in 0..200u16 {
                                 let nack = TransportLayerNack {
                                     sender_ssrc: 1,
                                     media_ssrc: ssrc,
-                                    nacks: vec![NackPair { packet_id: i * 17, lost_packets: 0xffff }],
+                                    nacks: vec![NackPair {
+                                        packet_id: i * 17,
+                                        lost_packets: 0xffff,
+                                    }],
                                 };
                                 let _ = v.send_rtcp(vec![Box::new(nack)]).await;
                             }
@@ -139,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
                 // Every fourth vanishes without DELETE: the server must reap it.
-                if n % 4 != 0 {
+                if !n.is_multiple_of(4) {
                     let _ = v.delete().await;
                 }
                 v.close().await;
@@ -160,7 +171,11 @@ async fn main() -> anyhow::Result<()> {
             while !stop.load(Ordering::Relaxed) {
                 tick += 1;
                 let requests = [
-                    ("application/sdp", "v=0\r\nnonsense\r\n".to_string(), "localhost"),
+                    (
+                        "application/sdp",
+                        "v=0\r\nnonsense\r\n".to_string(),
+                        "localhost",
+                    ),
                     ("application/sdp", format!("v=0\r\n{many}"), "localhost"),
                     ("application/sdp", "v=0\r\n".to_string(), "rebind.example"),
                 ];
@@ -174,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
                         .await;
                     abuse.fetch_add(1, Ordering::Relaxed);
                 }
-                if tick % 10 == 0 {
+                if tick.is_multiple_of(10) {
                     let held: Vec<_> = (0..50)
                         .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
                         .collect();
@@ -190,7 +205,10 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut samples: Vec<Sample> = Vec::new();
     let total = Duration::from_secs(cli.minutes * 60);
-    println!("{:>6} {:>10} {:>6} {:>8} {:>8} {:>8} {:>8}", "secs", "rss KiB", "fds", "threads", "joined", "left", "abuse");
+    println!(
+        "{:>6} {:>10} {:>6} {:>8} {:>8} {:>8} {:>8}",
+        "secs", "rss KiB", "fds", "threads", "joined", "left", "abuse"
+    );
     loop {
         let proc = system::sample(pid)?;
         let s = Sample {
@@ -204,13 +222,22 @@ async fn main() -> anyhow::Result<()> {
         };
         println!(
             "{:>6} {:>10} {:>6} {:>8} {:>8} {:>8} {:>8}",
-            s.at_secs, s.rss_kib, s.fds, s.threads, s.viewers_joined, s.viewers_left, s.abuse_requests
+            s.at_secs,
+            s.rss_kib,
+            s.fds,
+            s.threads,
+            s.viewers_joined,
+            s.viewers_left,
+            s.abuse_requests
         );
         samples.push(s);
         if started.elapsed() >= total {
             break;
         }
-        tokio::time::sleep(Duration::from_secs(cli.sample_secs).min(total.saturating_sub(started.elapsed()))).await;
+        tokio::time::sleep(
+            Duration::from_secs(cli.sample_secs).min(total.saturating_sub(started.elapsed())),
+        )
+        .await;
     }
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::time::timeout(Duration::from_secs(10), streaming).await;

@@ -128,7 +128,10 @@ mod tests {
         let allowed = (0..47)
             .filter(|i| limit.allow(Identifier(&CA), t0 + Duration::from_millis(i * 21)))
             .count();
-        assert_eq!(allowed, LIBRARY_BURST as usize, "the burst, then ~1 a second");
+        assert_eq!(
+            allowed, LIBRARY_BURST as usize,
+            "the burst, then ~1 a second"
+        );
         assert!(suppressed() - before >= 36);
         // Another call site is not affected, and the first one recovers.
         assert!(limit.allow(Identifier(&CB), t0));

@@ -145,7 +145,9 @@ fn check_exposure(config: &Config, gate: &dyn Gatekeeper) -> anyhow::Result<()> 
     let bind = config.http.bind;
     let public = &config.http.public_url;
     let exposed = if !public.is_empty() {
-        Some(format!("http.public_url = {public:?} serves it to whoever reaches that URL"))
+        Some(format!(
+            "http.public_url = {public:?} serves it to whoever reaches that URL"
+        ))
     } else if !bind.ip().is_loopback() {
         Some(format!("http.bind = {bind} is not a loopback address"))
     } else {

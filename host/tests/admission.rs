@@ -58,7 +58,11 @@ async fn concurrent_joins_cannot_pass_max_viewers_and_failed_set_ups_give_places
         let (status, _) = post_offer(&http, &url, "v=0\r\nnot sdp at all\r\n").await;
         assert_eq!(status, 400);
     }
-    assert_eq!(server.sfu().counts("limited").viewers, 0, "places given back");
+    assert_eq!(
+        server.sfu().counts("limited").viewers,
+        0,
+        "places given back"
+    );
 
     // 50 at once against max_viewers = 10: exactly 10 get in.
     let joins = (0..50).map(|_| post_offer(&http, &url, &offer));
@@ -69,7 +73,12 @@ async fn concurrent_joins_cannot_pass_max_viewers_and_failed_set_ups_give_places
         .map(|(_, l)| l)
         .collect();
     let refused = results.iter().filter(|(s, _)| *s == 403).count();
-    assert_eq!(admitted.len(), 10, "statuses: {:?}", results.iter().map(|r| r.0).collect::<Vec<_>>());
+    assert_eq!(
+        admitted.len(),
+        10,
+        "statuses: {:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
     assert_eq!(refused, 40);
     assert_eq!(server.sfu().counts("limited").viewers, 10);
 
@@ -86,9 +95,15 @@ async fn concurrent_joins_cannot_pass_max_viewers_and_failed_set_ups_give_places
 async fn reconnecting_encoder_takes_over_a_room_limited_to_one_publisher() {
     // The example of config.toml: max_publishers = 1, on_publisher_conflict = "replace".
     let (server, base) = start(&room_policy(1, 200)).await;
-    let first = Arc::new(Publisher::connect(&base, "stage", &opts()).await.expect("first"));
+    let first = Arc::new(
+        Publisher::connect(&base, "stage", &opts())
+            .await
+            .expect("first"),
+    );
     first.wait_connected(T).await.expect("first connected");
-    let viewer = Viewer::connect(&base, "stage", &opts()).await.expect("viewer");
+    let viewer = Viewer::connect(&base, "stage", &opts())
+        .await
+        .expect("viewer");
     viewer.wait_connected(T).await.expect("viewer connected");
 
     // The encoder reconnects while its old session is still live: it must be let in (it
@@ -121,7 +136,9 @@ async fn reconnecting_encoder_takes_over_a_room_limited_to_one_publisher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_reject_a_second_publisher_gets_409() {
     let (server, base) = start("[rooms]\non_publisher_conflict = \"reject\"\n").await;
-    let first = Publisher::connect(&base, "solo", &opts()).await.expect("first");
+    let first = Publisher::connect(&base, "solo", &opts())
+        .await
+        .expect("first");
     match Publisher::connect(&base, "solo", &opts()).await {
         Err(switchboard::client::ClientError::Http { status, body }) => {
             assert_eq!(status, 409, "{body}");
@@ -187,8 +204,14 @@ async fn only_the_same_identity_takes_over_a_live_stream_by_default() {
     server.shutdown().await;
 
     // `takeover = "anyone"` lets any identity allowed to publish replace the stream.
-    let (server, base) = start(&format!("{}[rooms]\ntakeover = \"anyone\"\n", two_publishers())).await;
-    let alpha = Publisher::connect(&base, "show", &with_token("alpha-secret")).await.unwrap();
+    let (server, base) = start(&format!(
+        "{}[rooms]\ntakeover = \"anyone\"\n",
+        two_publishers()
+    ))
+    .await;
+    let alpha = Publisher::connect(&base, "show", &with_token("alpha-secret"))
+        .await
+        .unwrap();
     alpha.wait_connected(T).await.unwrap();
     let beta = Publisher::connect(&base, "show", &with_token("beta-secret"))
         .await

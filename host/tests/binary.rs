@@ -59,7 +59,11 @@ fn bad_config_names_the_key() {
             "on_publisher_conflict",
         ),
         ("admin", "[admin]\ntoken = \"letmein\"\n", "admin.token"),
-        ("limits", "[limits]\nmax_sessions = 0\n", "limits.max_sessions"),
+        (
+            "limits",
+            "[limits]\nmax_sessions = 0\n",
+            "limits.max_sessions",
+        ),
     ];
     for (name, text, key) in cases {
         let path = write_config(name, text);
@@ -105,21 +109,39 @@ fn check_loads_plugins_like_start_up() {
             "[[plugins]]\nname = \"auth\"\npath = \"{path}\"\nhooks = [\"auth\"]\n[plugins.config]\n{config}\n"
         )
     };
-    let good = write_config("good", &plugin(&component.display().to_string(), "token = \"secret-token\""));
+    let good = write_config(
+        "good",
+        &plugin(&component.display().to_string(), "token = \"secret-token\""),
+    );
     let (code, out) = run(&good, &["--check"], &[]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("configuration OK (1 plugin loaded: auth)"), "{out}");
+    assert!(
+        out.contains("configuration OK (1 plugin loaded: auth)"),
+        "{out}"
+    );
 
-    let missing = write_config("missing", &plugin("/nonexistent/auth.wasm", "token = \"x\""));
+    let missing = write_config(
+        "missing",
+        &plugin("/nonexistent/auth.wasm", "token = \"x\""),
+    );
     let (code, out) = run(&missing, &["--check"], &[]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("plugin `auth`: cannot read /nonexistent/auth.wasm"), "{out}");
+    assert!(
+        out.contains("plugin `auth`: cannot read /nonexistent/auth.wasm"),
+        "{out}"
+    );
     assert!(!out.contains("configuration OK"), "{out}");
 
-    let rejected = write_config("rejected", &plugin(&component.display().to_string(), "token = \"\""));
+    let rejected = write_config(
+        "rejected",
+        &plugin(&component.display().to_string(), "token = \"\""),
+    );
     let (code, out) = run(&rejected, &["--check"], &[]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("plugin `auth`: rejected its config: token: token must not be empty"), "{out}");
+    assert!(
+        out.contains("plugin `auth`: rejected its config: token: token must not be empty"),
+        "{out}"
+    );
 
     // Exposure is checked too: no auth on a public address fails --check as start-up would.
     let open = write_config("open-check", "[http]\nbind = \"0.0.0.0:0\"\n");

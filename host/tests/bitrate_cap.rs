@@ -24,13 +24,19 @@ async fn a_publisher_over_its_cap_is_cut_to_it() {
     let streaming = {
         let (p, s) = (publisher.clone(), stop.clone());
         // 2 Mbit/s: well over a 300 kbit/s cap.
-        let shape = StreamShape { video_bitrate: 2_000_000, ..StreamShape::default() };
+        let shape = StreamShape {
+            video_bitrate: 2_000_000,
+            ..StreamShape::default()
+        };
         tokio::spawn(async move { p.stream(shape, &s).await })
     };
     viewer.wait_media(50, 1, T).await.unwrap();
     // Past the bucket's burst, measure what reaches the viewer.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (bytes0, dropped0) = (viewer.stats.bytes.load(Ordering::Relaxed), over_cap_dropped());
+    let (bytes0, dropped0) = (
+        viewer.stats.bytes.load(Ordering::Relaxed),
+        over_cap_dropped(),
+    );
     let window = Duration::from_secs(3);
     tokio::time::sleep(window).await;
     let bytes = viewer.stats.bytes.load(Ordering::Relaxed) - bytes0;
@@ -39,7 +45,13 @@ async fn a_publisher_over_its_cap_is_cut_to_it() {
     streaming.await.unwrap();
     println!("viewer received {kbps:.0} kbit/s of payload from a 2 Mbit/s publisher capped at 300");
     assert!(kbps > 100.0, "media still flows: {kbps:.0} kbit/s");
-    assert!(kbps < 300.0 * TOLERANCE * 1.1, "{kbps:.0} kbit/s reached the viewer");
-    assert!(over_cap_dropped() > dropped0, "what was over the cap was dropped and counted");
+    assert!(
+        kbps < 300.0 * TOLERANCE * 1.1,
+        "{kbps:.0} kbit/s reached the viewer"
+    );
+    assert!(
+        over_cap_dropped() > dropped0,
+        "what was over the cap was dropped and counted"
+    );
     server.shutdown().await;
 }

@@ -295,23 +295,47 @@ async fn browser_simulcast_viewer_follows_layer_switches_without_corruption() {
     let pretty = serde_json::to_string_pretty(&result).unwrap_or_default();
     let sim = &result["simulcast"];
     let top = sim["topWidth"].as_u64().unwrap_or(0);
-    let steps: Vec<&Value> = sim["steps"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let steps: Vec<&Value> = sim["steps"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     let field = |i: usize, name: &str| steps.get(i).and_then(|s| s[name].as_u64()).unwrap_or(0);
-    println!("browser simulcast in {elapsed:.1?}: {}", serde_json::to_string(sim).unwrap_or_default());
+    println!(
+        "browser simulcast in {elapsed:.1?}: {}",
+        serde_json::to_string(sim).unwrap_or_default()
+    );
     assert_eq!(steps.len(), 3, "top, down, up:\n{pretty}");
     assert!(top > 0, "{pretty}");
-    assert!(field(0, "frameWidth") >= top, "the viewer reached the top layer:\n{pretty}");
+    assert!(
+        field(0, "frameWidth") >= top,
+        "the viewer reached the top layer:\n{pretty}"
+    );
     assert!(
         field(1, "frameWidth") > 0 && field(1, "frameWidth") < top,
         "the viewer moved to a smaller layer when the top one stopped:\n{pretty}"
     );
     assert!(field(2, "frameWidth") >= top, "and back up:\n{pretty}");
     // Decoding never stopped, and each switch brought a keyframe with it.
-    assert!(field(1, "framesDecoded") > field(0, "framesDecoded"), "{pretty}");
-    assert!(field(2, "framesDecoded") > field(1, "framesDecoded"), "{pretty}");
-    assert!(field(1, "keyFramesDecoded") > field(0, "keyFramesDecoded"), "{pretty}");
-    assert!(field(2, "keyFramesDecoded") > field(1, "keyFramesDecoded"), "{pretty}");
+    assert!(
+        field(1, "framesDecoded") > field(0, "framesDecoded"),
+        "{pretty}"
+    );
+    assert!(
+        field(2, "framesDecoded") > field(1, "framesDecoded"),
+        "{pretty}"
+    );
+    assert!(
+        field(1, "keyFramesDecoded") > field(0, "keyFramesDecoded"),
+        "{pretty}"
+    );
+    assert!(
+        field(2, "keyFramesDecoded") > field(1, "keyFramesDecoded"),
+        "{pretty}"
+    );
     // A decoder fed a switch off a keyframe (or interleaved layers) reports errors by asking
     // for keyframes itself.
-    assert!(field(2, "pliCount") <= 1, "the viewer's decoder asked for keyframes:\n{pretty}");
+    assert!(
+        field(2, "pliCount") <= 1,
+        "the viewer's decoder asked for keyframes:\n{pretty}"
+    );
 }

@@ -41,13 +41,19 @@ async fn a_panic_in_one_viewers_driver_ends_only_that_session() {
     );
     let reason = loop {
         match tokio::time::timeout(T, events.recv()).await {
-            Ok(Ok(Event::SessionEnded { session, reason, .. })) if session == id => break reason,
+            Ok(Ok(Event::SessionEnded {
+                session, reason, ..
+            })) if session == id => break reason,
             Ok(Ok(_)) => continue,
             other => panic!("no end event for the faulty session: {other:?}"),
         }
     };
     assert!(reason.starts_with("internal fault"), "{reason}");
-    assert_eq!(server.sfu().counts("fault").viewers, 1, "its place is freed");
+    assert_eq!(
+        server.sfu().counts("fault").viewers,
+        1,
+        "its place is freed"
+    );
 
     // Everyone else is unaffected.
     let before = other.stats.packets();

@@ -117,9 +117,13 @@ fn apply(offer: &str, damages: &[Damage]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_offers_get_4xx_or_201_never_5xx() {
     let (server, base) = start("").await;
-    let source = Viewer::connect(&base, "offer-source", &opts()).await.unwrap();
+    let source = Viewer::connect(&base, "offer-source", &opts())
+        .await
+        .unwrap();
     let whep_offer = source.pc.local_description().await.unwrap().sdp;
-    let publisher = Publisher::connect(&base, "offer-source-2", &opts()).await.unwrap();
+    let publisher = Publisher::connect(&base, "offer-source-2", &opts())
+        .await
+        .unwrap();
     let whip_offer = publisher.pc.local_description().await.unwrap().sdp;
     let http = reqwest::Client::new();
     let handle = tokio::runtime::Handle::current();
@@ -158,7 +162,9 @@ async fn damaged_offers_get_4xx_or_201_never_5xx() {
     });
     result.unwrap();
     // Still healthy: a real viewer joins and connects.
-    let v = Viewer::connect(&base, "after", &opts()).await.expect("still serving");
+    let v = Viewer::connect(&base, "after", &opts())
+        .await
+        .expect("still serving");
     v.wait_connected(T).await.expect("and connecting");
     assert!(eventually(T, || server.sfu().session_count() == 3).await);
     server.shutdown().await;
@@ -198,7 +204,10 @@ async fn raw_datagrams_to_a_viewer_connection_do_not_hurt_it() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The viewer's session survived it; the server serves others too.
     let id = viewer.resource.url.rsplit('/').next().unwrap();
-    assert!(server.sfu().session("raw", id).is_ok(), "the viewer's session is still there");
+    assert!(
+        server.sfu().session("raw", id).is_ok(),
+        "the viewer's session is still there"
+    );
     assert_eq!(
         viewer.connection_state(),
         webrtc::peer_connection::RTCPeerConnectionState::Connected

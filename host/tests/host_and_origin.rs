@@ -41,7 +41,12 @@ async fn foreign_hosts_and_foreign_origins_are_refused_without_auth() {
         .unwrap();
     assert_eq!(r.status(), 200);
     for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
-        let r = http.get(format!("{base}/publish")).header("host", host).send().await.unwrap();
+        let r = http
+            .get(format!("{base}/publish"))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
 
@@ -83,7 +88,10 @@ async fn configured_hosts_and_origins_are_answered() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example");
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
     server.shutdown().await;
 }
 
@@ -97,5 +105,8 @@ async fn no_auth_behind_a_public_url_refuses_to_start() {
         .expect("refused");
     let message = format!("{err:#}");
     assert!(message.contains("public_url"), "{message}");
-    assert!(message.contains("allow_unauthenticated_public"), "{message}");
+    assert!(
+        message.contains("allow_unauthenticated_public"),
+        "{message}"
+    );
 }

@@ -40,7 +40,9 @@ fn retry_after(r: &reqwest::Response) -> u64 {
 /// A real offer, from a viewer of another server (so it counts against nothing here).
 async fn offer() -> (Server, Viewer, String) {
     let (other, other_base) = start("").await;
-    let v = Viewer::connect(&other_base, "source", &opts()).await.unwrap();
+    let v = Viewer::connect(&other_base, "source", &opts())
+        .await
+        .unwrap();
     let sdp = v.pc.local_description().await.unwrap().sdp;
     (other, v, sdp)
 }
@@ -67,7 +69,14 @@ async fn request_rate_per_client_answers_429_with_retry_after() {
     assert_eq!(statuses, [404, 404, 404, 429]);
     // Pages and health are not limited.
     for _ in 0..10 {
-        assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+        assert_eq!(
+            http.get(format!("{base}/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
     server.shutdown().await;
 }
@@ -96,7 +105,11 @@ async fn session_caps_answer_429_per_client_and_503_for_the_server() {
     let r = post_offer(&base, "full", &sdp).await;
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("session limit"));
-    assert_eq!(server.sfu().session_count(), 2, "nothing was set up for the refused one");
+    assert_eq!(
+        server.sfu().session_count(),
+        2,
+        "nothing was set up for the refused one"
+    );
     server.shutdown().await;
     other.shutdown().await;
 }
@@ -109,10 +122,18 @@ fn read_until_closed(mut s: TcpStream, limit: Duration) -> (String, Option<Durat
     let mut buf = [0u8; 4096];
     loop {
         match s.read(&mut buf) {
-            Ok(0) => return (String::from_utf8_lossy(&got).into(), Some(started.elapsed())),
+            Ok(0) => {
+                return (
+                    String::from_utf8_lossy(&got).into(),
+                    Some(started.elapsed()),
+                );
+            }
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                return (String::from_utf8_lossy(&got).into(), Some(started.elapsed()));
+                return (
+                    String::from_utf8_lossy(&got).into(),
+                    Some(started.elapsed()),
+                );
             }
             Err(_) => return (String::from_utf8_lossy(&got).into(), None),
         }
@@ -130,7 +151,8 @@ async fn slow_headers_and_slow_bodies_are_cut_at_their_timeouts() {
     let slow_headers = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         // Half a request line, then nothing (slow-loris).
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n").unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .unwrap();
         read_until_closed(s, Duration::from_secs(10))
     });
     let slow_body = tokio::task::spawn_blocking(move || {
@@ -154,7 +176,10 @@ async fn slow_headers_and_slow_bodies_are_cut_at_their_timeouts() {
         (400..500).contains(&status) || closed.is_some_and(|c| c < Duration::from_secs(4)),
         "a slow body is cut: {answer:?} after {closed:?}"
     );
-    assert!(closed.is_some(), "the slow-body connection does not stay open");
+    assert!(
+        closed.is_some(),
+        "the slow-body connection does not stay open"
+    );
     server.shutdown().await;
 }
 
@@ -179,10 +204,16 @@ async fn idle_connections_at_the_cap_leave_healthz_answering() {
         assert_eq!(r.status(), 200);
         worst = worst.max(started.elapsed());
     }
-    println!("healthz with {} idle connections held: worst {worst:?}", idle.len());
+    println!(
+        "healthz with {} idle connections held: worst {worst:?}",
+        idle.len()
+    );
     assert!(worst < Duration::from_millis(100), "worst {worst:?}");
     let (refused, evicted) = switchboard::signalling::listener::counters();
-    assert!(evicted > 0, "idle connections were evicted (refused {refused})");
+    assert!(
+        evicted > 0,
+        "idle connections were evicted (refused {refused})"
+    );
     drop(idle);
     server.shutdown().await;
 }

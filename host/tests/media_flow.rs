@@ -298,9 +298,16 @@ async fn media_taps_get_the_room_and_a_stalled_tap_only_loses_its_own() {
             .any(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case("video/VP8")),
         "the tap can name the codec of what it gets"
     );
-    assert!(stalled.dropped() > 100, "the stalled tap lost its own packets");
+    assert!(
+        stalled.dropped() > 100,
+        "the stalled tap lost its own packets"
+    );
     assert!(viewer.stats.packets() > 150, "the viewer kept receiving");
-    assert_eq!(viewer.stats.lost.load(Ordering::Relaxed), 0, "and lost nothing");
+    assert_eq!(
+        viewer.stats.lost.load(Ordering::Relaxed),
+        0,
+        "and lost nothing"
+    );
     drop(stalled);
     server.shutdown().await;
 }

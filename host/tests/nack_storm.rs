@@ -28,7 +28,10 @@ async fn a_nack_flood_is_bounded_and_does_not_delay_other_viewers() {
         let (p, s) = (publisher.clone(), stop.clone());
         tokio::spawn(async move { p.stream(StreamShape::default(), &s).await })
     };
-    let traced = ClientOptions { trace_video: true, ..opts() };
+    let traced = ClientOptions {
+        trace_video: true,
+        ..opts()
+    };
     let attacker = Viewer::connect(&base, "storm", &traced).await.unwrap();
     let bystander = Viewer::connect(&base, "storm", &opts()).await.unwrap();
     for v in [&attacker, &bystander] {
@@ -52,13 +55,20 @@ async fn a_nack_flood_is_bounded_and_does_not_delay_other_viewers() {
         .expect("video received");
     let first = last.wrapping_sub(255);
     let nacks: Vec<NackPair> = (0..16u16)
-        .map(|i| NackPair { packet_id: first.wrapping_add(i * 17), lost_packets: 0xffff })
+        .map(|i| NackPair {
+            packet_id: first.wrapping_add(i * 17),
+            lost_packets: 0xffff,
+        })
         .collect();
     let duplicates_before = attacker.stats.out_of_order.load(Ordering::Relaxed);
     bystander.stats.delays_us.lock().clear();
     let started = tokio::time::Instant::now();
     for _ in 0..1000 {
-        let nack = TransportLayerNack { sender_ssrc: 1, media_ssrc, nacks: nacks.clone() };
+        let nack = TransportLayerNack {
+            sender_ssrc: 1,
+            media_ssrc,
+            nacks: nacks.clone(),
+        };
         attacker.send_rtcp(vec![Box::new(nack)]).await.unwrap();
     }
     let storm = started.elapsed();
@@ -78,7 +88,10 @@ async fn a_nack_flood_is_bounded_and_does_not_delay_other_viewers() {
         switchboard::sfu::nack_guard::suppressed()
     );
     assert!(resent > 0, "lost packets are still resent");
-    assert!((resent as f64) <= bound, "{resent} retransmissions, bound {bound:.0}");
+    assert!(
+        (resent as f64) <= bound,
+        "{resent} retransmissions, bound {bound:.0}"
+    );
     assert!(
         switchboard::sfu::nack_guard::suppressed() > 100 * resent,
         "the flood was refused"
@@ -86,8 +99,14 @@ async fn a_nack_flood_is_bounded_and_does_not_delay_other_viewers() {
     // Under 20 ms; on a machine so busy that the bystander's p99 was already near that before
     // the flood, no worse than half again what it was.
     let limit = 20.0_f64.max(before * 1.5);
-    assert!(during < limit, "the other viewer was delayed: p99 {during:.1} ms (limit {limit:.1})");
-    assert!(bystander.stats.lost.load(Ordering::Relaxed) == 0, "and lost nothing");
+    assert!(
+        during < limit,
+        "the other viewer was delayed: p99 {during:.1} ms (limit {limit:.1})"
+    );
+    assert!(
+        bystander.stats.lost.load(Ordering::Relaxed) == 0,
+        "and lost nothing"
+    );
 
     stop.store(true, Ordering::Relaxed);
     streaming.await.unwrap();

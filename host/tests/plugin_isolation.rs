@@ -85,11 +85,20 @@ async fn looping_plugins_do_not_delay_forwarding_or_health() {
     stop.store(true, Ordering::Relaxed);
     streaming.await.unwrap();
 
-    assert!(!answers.is_empty() && answers.iter().all(|s| *s == 503), "{answers:?}");
+    assert!(
+        !answers.is_empty() && answers.iter().all(|s| *s == 503),
+        "{answers:?}"
+    );
     let health_p99 = p99(health);
     let mut delays: Vec<Duration> = Vec::new();
     for v in &viewers {
-        delays.extend(v.stats.delays_us.lock().iter().map(|us| Duration::from_micros(*us as u64)));
+        delays.extend(
+            v.stats
+                .delays_us
+                .lock()
+                .iter()
+                .map(|us| Duration::from_micros(*us as u64)),
+        );
     }
     let worst = *delays.iter().max().expect("media kept flowing");
     println!(
@@ -97,8 +106,14 @@ async fn looping_plugins_do_not_delay_forwarding_or_health() {
         answers.len(),
         p99(delays.clone())
     );
-    assert!(health_p99 < Duration::from_millis(50), "healthz p99 {health_p99:?}");
-    assert!(worst < Duration::from_millis(50), "a forwarding gap of {worst:?}");
+    assert!(
+        health_p99 < Duration::from_millis(50),
+        "healthz p99 {health_p99:?}"
+    );
+    assert!(
+        worst < Duration::from_millis(50),
+        "a forwarding gap of {worst:?}"
+    );
     server.shutdown().await;
 }
 
@@ -125,7 +140,11 @@ async fn rechecks_survive_a_hung_idp_and_a_flood_within_the_grace_period() {
             token: Some(format!("user{i}")),
             ..opts()
         };
-        viewers.push(Viewer::connect(&base, "paid", &opts).await.expect("admitted"));
+        viewers.push(
+            Viewer::connect(&base, "paid", &opts)
+                .await
+                .expect("admitted"),
+        );
     }
     assert_eq!(server.sfu().session_count(), 20);
     // The identity provider stops answering; 600 unauthenticated requests pile up on it.
@@ -146,7 +165,11 @@ async fn rechecks_survive_a_hung_idp_and_a_flood_within_the_grace_period() {
         .collect();
     // Several re-check rounds fail to run meanwhile; none of the 20 sessions may end.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(server.sfu().session_count(), 20, "a session ended within the grace period");
+    assert_eq!(
+        server.sfu().session_count(),
+        20,
+        "a session ended within the grace period"
+    );
     for f in flood {
         let status = f.await.unwrap().unwrap();
         assert!(status == 503 || status == 429, "flood answered {status}");
@@ -166,17 +189,25 @@ async fn removing_a_token_by_reload_ends_the_sessions_it_admitted() {
         "token = \"kept-token-0001\"\n[plugins.config.rooms]\nlobby = \"leaked-token-01\"",
     ))
     .await;
-    let with = |t: &str| ClientOptions { token: Some(t.into()), ..opts() };
-    let leaked = Viewer::connect(&base, "lobby", &with("leaked-token-01")).await.unwrap();
-    let kept = Viewer::connect(&base, "lobby", &with("kept-token-0001")).await.unwrap();
+    let with = |t: &str| ClientOptions {
+        token: Some(t.into()),
+        ..opts()
+    };
+    let leaked = Viewer::connect(&base, "lobby", &with("leaked-token-01"))
+        .await
+        .unwrap();
+    let kept = Viewer::connect(&base, "lobby", &with("kept-token-0001"))
+        .await
+        .unwrap();
     leaked.wait_connected(T).await.unwrap();
     kept.wait_connected(T).await.unwrap();
     let mut events = server.sfu().events().subscribe();
 
     // The operator removes the leaked token and reloads (static tokens are never re-checked
     // periodically: the reload itself must reach the session).
-    let config = switchboard::config::Config::from_toml_str(&static_tokens("token = \"kept-token-0001\""))
-        .unwrap();
+    let config =
+        switchboard::config::Config::from_toml_str(&static_tokens("token = \"kept-token-0001\""))
+            .unwrap();
     server
         .plugins()
         .reload_with(config.plugins, config.upstreams)
@@ -185,9 +216,9 @@ async fn removing_a_token_by_reload_ends_the_sessions_it_admitted() {
     let leaked_id = leaked.resource.url.rsplit('/').next().unwrap().to_owned();
     let reason = loop {
         match tokio::time::timeout(T, events.recv()).await {
-            Ok(Ok(switchboard::events::Event::SessionEnded { session, reason, .. }))
-                if session == leaked_id =>
-            {
+            Ok(Ok(switchboard::events::Event::SessionEnded {
+                session, reason, ..
+            })) if session == leaked_id => {
                 break reason;
             }
             Ok(Ok(_)) => continue,
@@ -195,6 +226,10 @@ async fn removing_a_token_by_reload_ends_the_sessions_it_admitted() {
         }
     };
     assert!(reason.contains("after the plugin reload"), "{reason}");
-    assert_eq!(server.sfu().session_count(), 1, "the session of the kept token stays");
+    assert_eq!(
+        server.sfu().session_count(),
+        1,
+        "the session of the kept token stays"
+    );
     server.shutdown().await;
 }

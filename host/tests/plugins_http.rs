@@ -242,11 +242,19 @@ async fn admin_reload_endpoint() {
         "[\"auth\"]",
         "token = \"t0ken-for-tests\"",
     );
-    let (server, base) = start(&format!("[admin]\ntoken = \"adm1n-t0ken-for-tests\"\n{tokens}")).await;
+    let (server, base) = start(&format!(
+        "[admin]\ntoken = \"adm1n-t0ken-for-tests\"\n{tokens}"
+    ))
+    .await;
     let client = reqwest::Client::new();
     let url = format!("{base}/admin/reload");
     assert_eq!(client.post(&url).send().await.unwrap().status(), 401);
-    let resp = client.post(&url).bearer_auth("adm1n-t0ken-for-tests").send().await.unwrap();
+    let resp = client
+        .post(&url)
+        .bearer_auth("adm1n-t0ken-for-tests")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let report: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     assert_eq!(report["plugins"], json!(["auth"]));

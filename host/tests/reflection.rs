@@ -83,7 +83,9 @@ async fn patch(url: &str, body: String, if_match: Option<&str>) -> reqwest::Resp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn candidates_are_capped_filtered_and_checked_a_bounded_number_of_times() {
     let (server, base) = start("").await;
-    let source = Viewer::connect(&base, "offer-source", &opts()).await.unwrap();
+    let source = Viewer::connect(&base, "offer-source", &opts())
+        .await
+        .unwrap();
     let offer = source.pc.local_description().await.unwrap().sdp;
     let (sink, port) = sink();
 
@@ -94,15 +96,25 @@ async fn candidates_are_capped_filtered_and_checked_a_bounded_number_of_times() 
     let r = post(&base, "/whep/reflect", with_candidates(&offer, &flood)).await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("at most"));
-    assert_eq!(count(&sink, Duration::from_millis(300)), 0, "nothing sent for a refused offer");
+    assert_eq!(
+        count(&sink, Duration::from_millis(300)),
+        0,
+        "nothing sent for a refused offer"
+    );
 
     // Within the cap: reachable loopback targets are kept, forbidden ones dropped.
     let mut first: Vec<String> = (0..15)
         .map(|i| candidate(i, &format!("127.0.0.{}", i + 2), port))
         .collect();
-    for (i, ip) in ["169.254.169.254", "224.0.0.1", "255.255.255.255", "0.0.0.0", "fe80::1"]
-        .iter()
-        .enumerate()
+    for (i, ip) in [
+        "169.254.169.254",
+        "224.0.0.1",
+        "255.255.255.255",
+        "0.0.0.0",
+        "fe80::1",
+    ]
+    .iter()
+    .enumerate()
     {
         first.push(candidate(100 + i, ip, port));
     }
@@ -116,7 +128,11 @@ async fn candidates_are_capped_filtered_and_checked_a_bounded_number_of_times() 
     let frag = |range: std::ops::Range<usize>, octet: usize| -> String {
         let mut s = String::from("a=mid:0\r\n");
         for i in range {
-            s.push_str(&candidate(i, &format!("127.0.{octet}.{}", i % 250 + 1), port));
+            s.push_str(&candidate(
+                i,
+                &format!("127.0.{octet}.{}", i % 250 + 1),
+                port,
+            ));
             s.push_str("\r\n");
         }
         s
@@ -158,7 +174,9 @@ async fn loopback_is_not_a_target_for_a_server_that_does_not_bind_it() {
     let base = format!("http://{}", server.http_addr());
     // The offer comes from a client on loopback talking to a loopback-bound server.
     let (other, other_base) = start("").await;
-    let source = Viewer::connect(&other_base, "offer-source", &opts()).await.unwrap();
+    let source = Viewer::connect(&other_base, "offer-source", &opts())
+        .await
+        .unwrap();
     let offer = source.pc.local_description().await.unwrap().sdp;
     let (sink, port) = sink();
     let targets: Vec<String> = (0..10)
@@ -166,7 +184,11 @@ async fn loopback_is_not_a_target_for_a_server_that_does_not_bind_it() {
         .collect();
     let r = post(&base, "/whep/lo", with_candidates(&offer, &targets)).await;
     assert_eq!(r.status(), 201);
-    assert_eq!(count(&sink, Duration::from_secs(1)), 0, "nothing sent to loopback");
+    assert_eq!(
+        count(&sink, Duration::from_secs(1)),
+        0,
+        "nothing sent to loopback"
+    );
     source.close().await;
     server.shutdown().await;
     other.shutdown().await;

@@ -49,13 +49,19 @@ async fn wait_for_layer(v: &Viewer, tag: u8, what: &str) {
 /// change on a keyframe, timestamps moving forward, and no interleaving of layers.
 fn assert_coherent(t: &[VideoPacketSeen]) -> usize {
     assert!(!t.is_empty());
-    assert!(t.iter().all(|p| p.ssrc == t[0].ssrc), "one SSRC for the viewer");
+    assert!(
+        t.iter().all(|p| p.ssrc == t[0].ssrc),
+        "one SSRC for the viewer"
+    );
     let mut changes = 0;
     for pair in t.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         if a.tag != b.tag {
             changes += 1;
-            assert!(b.keyframe, "layer change {a:?} -> {b:?} is not on a keyframe");
+            assert!(
+                b.keyframe,
+                "layer change {a:?} -> {b:?} is not on a keyframe"
+            );
             assert_eq!(
                 b.seq,
                 a.seq.wrapping_add(1),
@@ -80,7 +86,10 @@ async fn viewers_follow_the_highest_flowing_layer_on_keyframes() {
             .await
             .expect("simulcast publish"),
     );
-    publisher.wait_connected(T).await.expect("publisher connected");
+    publisher
+        .wait_connected(T)
+        .await
+        .expect("publisher connected");
     let stop = Arc::new(AtomicBool::new(false));
     let streaming = {
         let (p, s) = (publisher.clone(), stop.clone());
@@ -93,7 +102,9 @@ async fn viewers_follow_the_highest_flowing_layer_on_keyframes() {
     };
     let mut viewers = Vec::new();
     for _ in 0..2 {
-        let v = Viewer::connect(&base, "sim", &tracing_viewer()).await.expect("play");
+        let v = Viewer::connect(&base, "sim", &tracing_viewer())
+            .await
+            .expect("play");
         v.wait_connected(T).await.expect("viewer connected");
         viewers.push(v);
     }

@@ -406,7 +406,11 @@ impl Publisher {
                         let named: Vec<_> =
                             layers.iter().filter(|l| asked.contains(&l.ssrc)).collect();
                         // A request naming none of our SSRCs is for the whole track.
-                        for layer in if named.is_empty() { layers.iter().collect() } else { named } {
+                        for layer in if named.is_empty() {
+                            layers.iter().collect()
+                        } else {
+                            named
+                        } {
                             layer.keyframe_wanted.store(true, Ordering::Relaxed);
                         }
                     }
@@ -495,12 +499,23 @@ impl Publisher {
                                 ssrc: layer.ssrc,
                                 ..Default::default()
                             },
-                            payload: media::vp8_payload_tagged(c == 0, keyframe, stamp, size, layer.tag),
+                            payload: media::vp8_payload_tagged(
+                                c == 0,
+                                keyframe,
+                                stamp,
+                                size,
+                                layer.tag,
+                            ),
                         };
-                        if let (Some((mid_id, rid_id, mid)), Some(rid)) = (&self.stream_ids, &layer.rid) {
+                        if let (Some((mid_id, rid_id, mid)), Some(rid)) =
+                            (&self.stream_ids, &layer.rid)
+                        {
                             // How the receiver tells simulcast layers apart (RFC 8852).
                             let _ = packet.header.set_extension(*mid_id, mid.clone());
-                            let _ = packet.header.set_extension(*rid_id, bytes::Bytes::from(rid.clone().into_bytes()));
+                            let _ = packet.header.set_extension(
+                                *rid_id,
+                                bytes::Bytes::from(rid.clone().into_bytes()),
+                            );
                         }
                         *vseq = vseq.wrapping_add(1);
                         self.send(&self.video, packet).await;
@@ -592,8 +607,13 @@ async fn local_track(
         .first()
         .cloned()
         .ok_or_else(|| ClientError::WebRtc("a track needs an encoding".into()))?;
-    let mut track =
-        crate::sfu::peer::media_track("publisher".into(), format!("{kind}"), kind, mime, first_ssrc);
+    let mut track = crate::sfu::peer::media_track(
+        "publisher".into(),
+        format!("{kind}"),
+        kind,
+        mime,
+        first_ssrc,
+    );
     if let Some(rid) = first_rid {
         // Simulcast: every encoding carries its RID; the first one was built without.
         let mut codings = track.codings().to_vec();
@@ -893,8 +913,14 @@ impl Viewer {
     }
 
     /// Send RTCP about the received video (feedback such as PLI or NACK) to the server.
-    pub async fn send_rtcp(&self, packets: Vec<Box<dyn rtc::rtcp::Packet>>) -> Result<(), ClientError> {
-        self.video_track()?.write_rtcp(packets).await.map_err(rtc_err)
+    pub async fn send_rtcp(
+        &self,
+        packets: Vec<Box<dyn rtc::rtcp::Packet>>,
+    ) -> Result<(), ClientError> {
+        self.video_track()?
+            .write_rtcp(packets)
+            .await
+            .map_err(rtc_err)
     }
 
     fn video_track(&self) -> Result<Arc<dyn TrackRemote>, ClientError> {

@@ -299,8 +299,14 @@ impl Config {
             ("limits.max_sessions", l.max_sessions as u64),
             ("limits.max_sessions_per_ip", l.max_sessions_per_ip as u64),
             ("limits.max_pending_setups", l.max_pending_setups as u64),
-            ("limits.requests_per_sec_per_ip", u64::from(l.requests_per_sec_per_ip)),
-            ("limits.request_burst_per_ip", u64::from(l.request_burst_per_ip)),
+            (
+                "limits.requests_per_sec_per_ip",
+                u64::from(l.requests_per_sec_per_ip),
+            ),
+            (
+                "limits.request_burst_per_ip",
+                u64::from(l.request_burst_per_ip),
+            ),
             ("limits.max_connections", l.max_connections as u64),
             ("limits.header_timeout_secs", l.header_timeout_secs),
             ("limits.body_timeout_secs", l.body_timeout_secs),

@@ -206,9 +206,13 @@ impl PluginGate {
         for plugin in chain {
             let failed = |f| failed(plugin, auth::HOOK, f);
             let decision = plugin
-                .run(auth::HOOK, budget, async |a: &Authenticator, store, instance| {
-                    a.authenticate(store, instance, req).await
-                })
+                .run(
+                    auth::HOOK,
+                    budget,
+                    async |a: &Authenticator, store, instance| {
+                        a.authenticate(store, instance, req).await
+                    },
+                )
                 .await
                 .map_err(failed)?;
             match decision {
@@ -248,9 +252,13 @@ impl PluginGate {
         for plugin in policies {
             let failed = |f| failed(plugin, policy::HOOK, f);
             let decision = plugin
-                .run(policy::HOOK, Budget::Admission, async |p: &Policy, store, instance| {
-                    p.check(store, instance, req, &identity).await
-                })
+                .run(
+                    policy::HOOK,
+                    Budget::Admission,
+                    async |p: &Policy, store, instance| {
+                        p.check(store, instance, req, &identity).await
+                    },
+                )
                 .await
                 .map_err(failed)?;
             if let Err(deny) = decision {
@@ -271,10 +279,8 @@ impl Gatekeeper for PluginGate {
         // Hold this set for the whole decision: a concurrent reload does not affect it.
         let set = self.active.load_full();
         let req = to_wit(req);
-        on_plugin_threads(async move {
-            Self::run_auth_chain(&set, &req, Budget::Admission).await
-        })
-        .await
+        on_plugin_threads(async move { Self::run_auth_chain(&set, &req, Budget::Admission).await })
+            .await
     }
 
     async fn check_room(&self, req: &AdmitRequest, identity: &Identity) -> Result<(), Denied> {
@@ -300,10 +306,11 @@ impl Gatekeeper for PluginGate {
     async fn recheck(&self, req: &AdmitRequest, identity: &Identity) -> Result<(), Denied> {
         let set = self.active.load_full();
         let req = to_wit(req);
-        let fresh = on_plugin_threads(async move {
-            Self::run_auth_chain(&set, &req, Budget::Recheck).await
-        })
-        .await?;
+        let fresh =
+            on_plugin_threads(
+                async move { Self::run_auth_chain(&set, &req, Budget::Recheck).await },
+            )
+            .await?;
         if fresh.subject != identity.subject {
             return Err(Denied::Forbidden(format!(
                 "credential now identifies `{}` instead of `{}`",

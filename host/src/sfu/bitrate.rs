@@ -81,7 +81,10 @@ mod tests {
             }
         }
         let expected = 150_000.0 * 10.0 + 300_000.0;
-        assert!((passed as f64 - expected).abs() < expected * 0.02, "{passed} vs {expected}");
+        assert!(
+            (passed as f64 - expected).abs() < expected * 0.02,
+            "{passed} vs {expected}"
+        );
         // Under the cap nothing is dropped.
         let slow = BitrateCap::new(800, t0);
         assert!((0..1000u64).all(|i| slow.admit(1000, t0 + Duration::from_millis(i * 10))));

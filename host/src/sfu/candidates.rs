@@ -89,14 +89,14 @@ impl CandidatePolicy {
         let mut kept = 0;
         let mut out = String::with_capacity(sdp.len());
         for line in sdp.split_inclusive('\n') {
-            if let Some(value) = line.trim_end().strip_prefix("a=") {
-                if value.starts_with("candidate:") {
-                    if !self.allows(value) {
-                        tracing::debug!(candidate = value, "remote candidate dropped");
-                        continue;
-                    }
-                    kept += 1;
+            if let Some(value) = line.trim_end().strip_prefix("a=")
+                && value.starts_with("candidate:")
+            {
+                if !self.allows(value) {
+                    tracing::debug!(candidate = value, "remote candidate dropped");
+                    continue;
                 }
+                kept += 1;
             }
             out.push_str(line);
         }
@@ -160,7 +160,10 @@ mod tests {
         ] {
             assert!(!public.allows(&cand(bad)), "{bad}");
         }
-        assert!(!public.allows("candidate:1 1 udp 1 192.0.2.1 0 typ host"), "port 0");
+        assert!(
+            !public.allows("candidate:1 1 udp 1 192.0.2.1 0 typ host"),
+            "port 0"
+        );
         assert!(!public.allows("candidate:1 1 udp"), "truncated");
         let local = CandidatePolicy::new(&["127.0.0.1".parse().unwrap()]);
         assert!(local.allows(&cand("127.0.0.1")));

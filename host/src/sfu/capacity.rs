@@ -131,7 +131,9 @@ mod tests {
             capacity.admit(&registry, Some(ip)),
             Err(SfuError::ClientLimit { .. })
         ));
-        let _c = capacity.admit(&registry, Some("192.0.2.2".parse().unwrap())).unwrap();
+        let _c = capacity
+            .admit(&registry, Some("192.0.2.2".parse().unwrap()))
+            .unwrap();
         assert!(matches!(
             capacity.admit(&registry, Some("192.0.2.3".parse().unwrap())),
             Err(SfuError::AtCapacity(_))

@@ -165,5 +165,4 @@ mod tests {
             .collect();
         assert_eq!(delivered, vec![(7, 1), (9, 1)]);
     }
-
 }

@@ -12,6 +12,7 @@
 use super::codec::CodecTable;
 use super::direct::DirectViewer;
 use super::layers::{FeedId, Selector, Wants};
+use super::state::{PeerStates, panic_message};
 use super::tap::{TapSink, Tapped};
 use arc_swap::ArcSwap;
 use futures::FutureExt;
@@ -20,9 +21,8 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtp;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
-use std::sync::Arc;
-use super::state::{PeerStates, panic_message};
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use webrtc::media_stream::track_local::TrackLocal;
@@ -152,8 +152,10 @@ impl ViewerSink {
             Ok(sent) => sent,
             Err(panic) => {
                 self.faulted.store(true, Ordering::Relaxed);
-                self.states
-                    .fault(format!("forwarding to the viewer panicked: {}", panic_message(&*panic)));
+                self.states.fault(format!(
+                    "forwarding to the viewer panicked: {}",
+                    panic_message(&*panic)
+                ));
                 0
             }
         }
@@ -207,6 +209,9 @@ pub struct CurrentStream {
     pub rate: u64,
 }
 
+/// A publisher track feeding a hub, and its negotiated codecs.
+type FeedTrack = (FeedId, Arc<dyn TrackRemote>, Vec<RTCRtpCodecParameters>);
+
 /// One media kind (audio or video) of a room: the publisher's streams and the viewers.
 pub struct TrackHub {
     viewers: ArcSwap<Vec<Arc<ViewerSink>>>,
@@ -215,7 +220,7 @@ pub struct TrackHub {
     source_codecs: ArcSwap<Vec<RTCRtpCodecParameters>>,
     selector: Mutex<Selector>,
     /// The publisher tracks, for keyframe requests.
-    feeds: Mutex<Vec<(FeedId, Arc<dyn TrackRemote>, Vec<RTCRtpCodecParameters>)>>,
+    feeds: Mutex<Vec<FeedTrack>>,
     keyframe_interval: Duration,
     keyframe_throttle: Mutex<KeyframeThrottle>,
     pub stats: HubStats,
@@ -339,7 +344,7 @@ impl TrackHub {
         self.publish_codecs(&feeds);
     }
 
-    fn publish_codecs(&self, feeds: &[(FeedId, Arc<dyn TrackRemote>, Vec<RTCRtpCodecParameters>)]) {
+    fn publish_codecs(&self, feeds: &[FeedTrack]) {
         let mut merged: Vec<RTCRtpCodecParameters> = Vec::new();
         for (_, _, codecs) in feeds {
             for c in codecs {

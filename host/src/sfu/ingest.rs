@@ -5,24 +5,24 @@
 //! several tracks of a kind has one reader per track. The hub decides which stream viewers get
 //! (see [`layers`](super::layers)).
 
+use super::admission::Reservation;
+use super::bitrate::{BitrateCap, REMB_EVERY};
 use super::context::Context;
 use super::error::SfuError;
 use super::negotiate::negotiate;
 use super::peer::{DtlsSide, PeerRole};
 use super::room::{PublisherSlot, Room};
+use super::session::NewSession;
 use super::session::{Created, EndReason, Peer};
 use super::state::{PeerStates, StateHandler, panic_message};
-use super::session::NewSession;
 use super::supervise;
-use super::admission::Reservation;
-use super::bitrate::{BitrateCap, REMB_EVERY};
 use crate::auth::{Action, AdmitRequest, Identity};
 use futures::FutureExt;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 use std::panic::AssertUnwindSafe;
-use std::time::Instant;
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::Instant;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
@@ -58,7 +58,11 @@ pub async fn start_publisher(
     });
     let pc = ctx
         .peers
-        .build(handler.clone(), DtlsSide::from_offer(&offer), PeerRole::Publisher)
+        .build(
+            handler.clone(),
+            DtlsSide::from_offer(&offer),
+            PeerRole::Publisher,
+        )
         .await?;
     let _ = handler.pc.set(Arc::downgrade(&pc));
     let peer = Peer::Stack(pc.clone());
@@ -136,7 +140,10 @@ impl PeerConnectionEventHandler for PublisherHandler {
             // the next publisher), never the process.
             let read = AssertUnwindSafe(read_track(hub, kind, track, key, codecs, cap));
             if let Err(panic) = read.catch_unwind().await {
-                states.fault(format!("the publisher's reader panicked: {}", panic_message(&*panic)));
+                states.fault(format!(
+                    "the publisher's reader panicked: {}",
+                    panic_message(&*panic)
+                ));
             }
         });
     }

@@ -200,7 +200,11 @@ impl Selector {
 
     /// Name a stream by its RID (simulcast), as the publisher's track announced it.
     pub fn name(&mut self, feed: FeedId, ssrc: u32, rid: String, now: Instant) {
-        match self.sources.iter_mut().find(|s| s.ssrc_key() == (feed, ssrc)) {
+        match self
+            .sources
+            .iter_mut()
+            .find(|s| s.ssrc_key() == (feed, ssrc))
+        {
             Some(s) => s.rid = Some(rid),
             None => {
                 if self.feeds.iter().any(|f| f.id == feed) {
@@ -229,9 +233,19 @@ impl Selector {
 
     /// Decide for one packet of `feed`: `true` to forward it (headers already rewritten).
     #[inline]
-    pub fn admit(&mut self, feed: FeedId, packet: &mut rtp::Packet, now: Instant, wants: &mut Wants) -> bool {
+    pub fn admit(
+        &mut self,
+        feed: FeedId,
+        packet: &mut rtp::Packet,
+        now: Instant,
+        wants: &mut Wants,
+    ) -> bool {
         let ssrc = packet.header.ssrc;
-        let index = match self.sources.iter().position(|s| s.ssrc_key() == (feed, ssrc)) {
+        let index = match self
+            .sources
+            .iter()
+            .position(|s| s.ssrc_key() == (feed, ssrc))
+        {
             Some(i) => i,
             None => {
                 // A new stream of a known feed; repair streams and unknown feeds are dropped.
@@ -325,7 +339,9 @@ impl Selector {
         self.feeds
             .iter()
             .find(|f| f.id == feed)
-            .map_or(MediaCodec::Other, |f| f.codecs.get(packet.header.payload_type))
+            .map_or(MediaCodec::Other, |f| {
+                f.codecs.get(packet.header.payload_type)
+            })
     }
 }
 
@@ -405,6 +421,7 @@ mod tests {
 
     /// Feed every layer one packet per 10 ms for `ms`; keyframes on request. Returns the SSRCs
     /// forwarded, in order, and every keyframe request made.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         sel: &mut Selector,
         feed: FeedId,
@@ -449,32 +466,79 @@ mod tests {
         sel.continuity.clock_rate = 90000;
         let feed = sel.attach(1, vp8_table());
         let mut layers = [
-            Layer { ssrc: 10, seq: 100, size: 100 },
-            Layer { ssrc: 20, seq: 2000, size: 400 },
-            Layer { ssrc: 30, seq: 60000, size: 1200 },
+            Layer {
+                ssrc: 10,
+                seq: 100,
+                size: 100,
+            },
+            Layer {
+                ssrc: 20,
+                seq: 2000,
+                size: 400,
+            },
+            Layer {
+                ssrc: 30,
+                seq: 60000,
+                size: 1200,
+            },
         ];
         let mut seqs = Vec::new();
         // All three flowing: after the first rate window, viewers move to the top layer.
-        let (fwd, req) = run(&mut sel, feed, &mut layers, &[true; 3], epoch, epoch, 2000, &mut seqs);
-        assert_eq!(fwd.first(), Some(&10), "the first stream is forwarded at once");
+        let (fwd, req) = run(
+            &mut sel,
+            feed,
+            &mut layers,
+            &[true; 3],
+            epoch,
+            epoch,
+            2000,
+            &mut seqs,
+        );
+        assert_eq!(
+            fwd.first(),
+            Some(&10),
+            "the first stream is forwarded at once"
+        );
         assert_eq!(fwd.last(), Some(&30), "the highest layer wins");
         assert!(req.contains(&30));
         assert_eq!(sel.current(), Some((feed, 30)));
 
         // The top layer stops: viewers move down to the middle one, at its keyframe.
         let t1 = epoch + Duration::from_millis(2000);
-        let (fwd, _) = run(&mut sel, feed, &mut layers, &[true, true, false], t1, epoch, 2000, &mut seqs);
+        let (fwd, _) = run(
+            &mut sel,
+            feed,
+            &mut layers,
+            &[true, true, false],
+            t1,
+            epoch,
+            2000,
+            &mut seqs,
+        );
         assert_eq!(fwd.last(), Some(&20));
         assert!(!fwd.contains(&10), "never below the best flowing layer");
 
         // It comes back: up again.
         let t2 = t1 + Duration::from_millis(2000);
-        let (fwd, _) = run(&mut sel, feed, &mut layers, &[true; 3], t2, epoch, 2000, &mut seqs);
+        let (fwd, _) = run(
+            &mut sel,
+            feed,
+            &mut layers,
+            &[true; 3],
+            t2,
+            epoch,
+            2000,
+            &mut seqs,
+        );
         assert_eq!(fwd.last(), Some(&30));
 
         // One continuous sequence for viewers across every switch.
         for pair in seqs.windows(2) {
-            assert_eq!(pair[1], pair[0].wrapping_add(1), "sequence numbers continue");
+            assert_eq!(
+                pair[1],
+                pair[0].wrapping_add(1),
+                "sequence numbers continue"
+            );
         }
     }
 
@@ -483,8 +547,16 @@ mod tests {
         let epoch = clock();
         let mut sel = Selector::default();
         let feed = sel.attach(1, vp8_table());
-        let mut low = Layer { ssrc: 1, seq: 0, size: 100 };
-        let mut high = Layer { ssrc: 2, seq: 0, size: 1000 };
+        let mut low = Layer {
+            ssrc: 1,
+            seq: 0,
+            size: 100,
+        };
+        let mut high = Layer {
+            ssrc: 2,
+            seq: 0,
+            size: 1000,
+        };
         let mut wants = Wants::default();
         let mut t = epoch;
         // Both flow for a window, no keyframes at all: viewers stay on the first stream.
@@ -493,15 +565,25 @@ mod tests {
             let mut a = low.packet(false, t, epoch);
             assert!(sel.admit(feed, &mut a, t, &mut wants));
             let mut b = high.packet(false, t, epoch);
-            assert!(!sel.admit(feed, &mut b, t, &mut wants), "delta frames never switch");
+            assert!(
+                !sel.admit(feed, &mut b, t, &mut wants),
+                "delta frames never switch"
+            );
             sel.reconsider(t, &mut wants);
         }
-        assert_eq!(wants.keyframe, Some((feed, 2)), "a keyframe was asked of the better layer");
+        assert_eq!(
+            wants.keyframe,
+            Some((feed, 2)),
+            "a keyframe was asked of the better layer"
+        );
         let mut key = high.packet(true, t, epoch);
         assert!(sel.admit(feed, &mut key, t, &mut wants));
         assert!(wants.switched);
         let mut late_low = low.packet(true, t, epoch);
-        assert!(!sel.admit(feed, &mut late_low, t, &mut wants), "the old layer is dropped");
+        assert!(
+            !sel.admit(feed, &mut late_low, t, &mut wants),
+            "the old layer is dropped"
+        );
     }
 
     #[test]
@@ -510,8 +592,16 @@ mod tests {
         let mut sel = Selector::default();
         let camera = sel.attach(1, vp8_table());
         let screen = sel.attach(1, vp8_table());
-        let mut cam = Layer { ssrc: 5, seq: 0, size: 300 };
-        let mut scr = Layer { ssrc: 6, seq: 0, size: 900 };
+        let mut cam = Layer {
+            ssrc: 5,
+            seq: 0,
+            size: 300,
+        };
+        let mut scr = Layer {
+            ssrc: 6,
+            seq: 0,
+            size: 900,
+        };
         let mut wants = Wants::default();
         let mut t = epoch;
         for _ in 0..100 {
@@ -519,15 +609,25 @@ mod tests {
             let mut a = cam.packet(false, t, epoch);
             assert!(sel.admit(camera, &mut a, t, &mut wants));
             let mut b = scr.packet(true, t, epoch);
-            assert!(!sel.admit(screen, &mut b, t, &mut wants), "tracks are not interleaved");
+            assert!(
+                !sel.admit(screen, &mut b, t, &mut wants),
+                "tracks are not interleaved"
+            );
             sel.reconsider(t, &mut wants);
         }
         let mut rtx = rtp::Packet {
-            header: rtp::header::Header { ssrc: 77, payload_type: 97, ..Default::default() },
+            header: rtp::header::Header {
+                ssrc: 77,
+                payload_type: 97,
+                ..Default::default()
+            },
             payload: vp8_payload(true, true, 0, 50),
         };
         assert!(!sel.admit(camera, &mut rtx, t, &mut wants));
-        assert!(sel.sources.iter().all(|s| s.ssrc != 77), "repair streams are not sources");
+        assert!(
+            sel.sources.iter().all(|s| s.ssrc != 77),
+            "repair streams are not sources"
+        );
         // The camera stops: the screen takes over at its next keyframe.
         for _ in 0..100 {
             t += Duration::from_millis(10);
@@ -543,14 +643,25 @@ mod tests {
         let epoch = clock();
         let mut sel = Selector::default();
         let old = sel.attach(1, vp8_table());
-        let mut a = Layer { ssrc: 1, seq: 0, size: 100 };
+        let mut a = Layer {
+            ssrc: 1,
+            seq: 0,
+            size: 100,
+        };
         let mut wants = Wants::default();
         let mut p = a.packet(true, epoch, epoch);
         assert!(sel.admit(old, &mut p, epoch, &mut wants));
         let new = sel.attach(2, vp8_table());
         let mut p = a.packet(true, epoch, epoch);
-        assert!(!sel.admit(old, &mut p, epoch, &mut wants), "the replaced publisher is cut off");
-        let mut b = Layer { ssrc: 9, seq: 500, size: 100 };
+        assert!(
+            !sel.admit(old, &mut p, epoch, &mut wants),
+            "the replaced publisher is cut off"
+        );
+        let mut b = Layer {
+            ssrc: 9,
+            seq: 500,
+            size: 100,
+        };
         let mut p = b.packet(false, epoch, epoch);
         assert!(sel.admit(new, &mut p, epoch, &mut wants));
         assert_eq!(p.header.sequence_number, 2, "continuous across publishers");
@@ -563,8 +674,16 @@ mod tests {
         let epoch = clock();
         let mut sel = Selector::default();
         let feed = sel.attach(1, vp8_table());
-        let mut low = Layer { ssrc: 1, seq: 0, size: 100 };
-        let mut top = Layer { ssrc: 2, seq: 0, size: 1000 };
+        let mut low = Layer {
+            ssrc: 1,
+            seq: 0,
+            size: 100,
+        };
+        let mut top = Layer {
+            ssrc: 2,
+            seq: 0,
+            size: 1000,
+        };
         let mut wants = Wants::default();
         let mut switches = 0;
         for i in 0..40u64 {
@@ -583,7 +702,10 @@ mod tests {
             }
         }
         assert_eq!(sel.current(), Some((feed, 2)), "on the top layer");
-        assert!(switches <= 1, "{switches} switches between two 1 fps layers");
+        assert!(
+            switches <= 1,
+            "{switches} switches between two 1 fps layers"
+        );
     }
 
     #[test]

@@ -111,7 +111,11 @@ impl Sfu {
 
     /// Admit an authenticated request into its room: room policy decides on exact counts
     /// (sessions being set up included) and the caller's place is held until it is set up.
-    pub async fn admit(&self, req: AdmitRequest, identity: &Identity) -> Result<Reservation, Refusal> {
+    pub async fn admit(
+        &self,
+        req: AdmitRequest,
+        identity: &Identity,
+    ) -> Result<Reservation, Refusal> {
         if self.ctx.is_shutting_down() {
             return Err(SfuError::ShuttingDown.into());
         }
@@ -141,7 +145,9 @@ impl Sfu {
             Action::Publish => {
                 ingest::start_publisher(&self.ctx, reservation, identity, admit, offer).await
             }
-            Action::Play => viewer::start_viewer(&self.ctx, reservation, identity, admit, offer).await,
+            Action::Play => {
+                viewer::start_viewer(&self.ctx, reservation, identity, admit, offer).await
+            }
         }
     }
 
@@ -162,7 +168,14 @@ impl Sfu {
         body: &[u8],
     ) -> Result<Patched, SfuError> {
         let session = self.session(room, id)?;
-        negotiate::patch(&self.ctx.peers, &self.ctx.candidates, &session, if_match, body).await
+        negotiate::patch(
+            &self.ctx.peers,
+            &self.ctx.candidates,
+            &session,
+            if_match,
+            body,
+        )
+        .await
     }
 
     /// End every session (graceful shutdown) and wait briefly for them to close.

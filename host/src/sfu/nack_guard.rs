@@ -48,10 +48,13 @@ pub fn with_nack_guard(registry: Registry) -> Registry {
     registry.with(Slot::from(SLOT), NackGuard::new(Instant::now()))
 }
 
+/// When each remembered sequence number of one stream was last let through.
+type ResentAt = [Option<(u16, Instant)>; REMEMBERED];
+
 /// The per-viewer guard. See the module docs.
 pub struct NackGuard {
     /// Per media SSRC: when each remembered sequence number was last let through.
-    streams: Vec<(u32, Box<[Option<(u16, Instant)>; REMEMBERED]>)>,
+    streams: Vec<(u32, Box<ResentAt>)>,
     tokens: f64,
     refilled: Instant,
     reads: VecDeque<TaggedPacket>,
@@ -206,9 +209,16 @@ mod tests {
         let t0 = Instant::now();
         let mut g = NackGuard::new(t0);
         assert_eq!(g.admit(&nack(100, 0b101), t0), vec![100, 101, 103]);
-        assert!(g.admit(&nack(100, 0b101), t0).is_empty(), "duplicates refused");
+        assert!(
+            g.admit(&nack(100, 0b101), t0).is_empty(),
+            "duplicates refused"
+        );
         let later = t0 + RESEND_WINDOW;
-        assert_eq!(g.admit(&nack(100, 0), later), vec![100], "again after the window");
+        assert_eq!(
+            g.admit(&nack(100, 0), later),
+            vec![100],
+            "again after the window"
+        );
     }
 
     #[test]

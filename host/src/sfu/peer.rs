@@ -6,9 +6,9 @@
 
 use crate::config::WebrtcConfig;
 use rtc::interceptor::{NackResponderBuilder, SenderReportBuilder, Slot};
-use rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
+use rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind};
 use std::net::{IpAddr, SocketAddr};

@@ -27,8 +27,7 @@ impl PeerStates {
     pub fn fault(&self, what: String) {
         tracing::error!(fault = %what, "a session's connection failed internally; ending it");
         self.fault.lock().get_or_insert(what);
-        self.connection
-            .send_replace(RTCPeerConnectionState::Failed);
+        self.connection.send_replace(RTCPeerConnectionState::Failed);
     }
 
     /// The recorded fault, if the connection failed because of one.

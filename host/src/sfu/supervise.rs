@@ -154,7 +154,10 @@ pub async fn recheck_all(ctx: &Context) {
             }
         })
         .await;
-    tracing::info!(sessions = count, "live sessions re-checked after the plugin reload");
+    tracing::info!(
+        sessions = count,
+        "live sessions re-checked after the plugin reload"
+    );
 }
 
 /// Sessions re-checked at once after a reload (each call also holds a re-check permit).

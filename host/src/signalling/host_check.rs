@@ -27,7 +27,10 @@ pub struct HostCheck {
 
 impl HostCheck {
     pub fn new(public_url: &str, allowed_hosts: &[String]) -> HostCheck {
-        let mut names: Vec<String> = allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        let mut names: Vec<String> = allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
         if let Some(host) = reqwest::Url::parse(public_url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
@@ -50,12 +53,14 @@ impl HostCheck {
         if literal.parse::<IpAddr>().is_ok() || name == "localhost" {
             return true;
         }
-        self.names.iter().any(|allowed| match allowed.strip_prefix("*.") {
-            Some(suffix) => name
-                .strip_suffix(suffix)
-                .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
-            None => *allowed == name,
-        })
+        self.names
+            .iter()
+            .any(|allowed| match allowed.strip_prefix("*.") {
+                Some(suffix) => name
+                    .strip_suffix(suffix)
+                    .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
+                None => *allowed == name,
+            })
     }
 }
 

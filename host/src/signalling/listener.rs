@@ -47,7 +47,10 @@ static EVICTED: AtomicU64 = AtomicU64::new(0);
 
 /// (refused at the cap, evicted as idle) since start.
 pub fn counters() -> (u64, u64) {
-    (REFUSED.load(Ordering::Relaxed), EVICTED.load(Ordering::Relaxed))
+    (
+        REFUSED.load(Ordering::Relaxed),
+        EVICTED.load(Ordering::Relaxed),
+    )
 }
 
 /// One open connection, as the cap sees it.
@@ -173,7 +176,12 @@ pub async fn serve(
             tokio::spawn(refuse(stream));
             continue;
         };
-        let (app, limits, open, closing) = (app.clone(), limits.clone(), open.clone(), closing.subscribe());
+        let (app, limits, open, closing) = (
+            app.clone(),
+            limits.clone(),
+            open.clone(),
+            closing.subscribe(),
+        );
         tokio::spawn(async move {
             serve_connection(stream, peer, app, &limits, &conn, closing).await;
             open.remove(id);

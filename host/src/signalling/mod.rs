@@ -98,7 +98,10 @@ pub fn router(config: &Config, state: AppState) -> Router {
         .merge(crate::web::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not found") })
         .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(hosts, host_check::check_host))
+        .layer(axum::middleware::from_fn_with_state(
+            hosts,
+            host_check::check_host,
+        ))
 }
 
 fn cors_layer(config: &Config) -> CorsLayer {

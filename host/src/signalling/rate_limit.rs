@@ -87,7 +87,10 @@ mod tests {
             assert!(limit.check(a).is_ok());
         }
         let wait = limit.check(a).unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(500), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
         assert!(limit.check(b).is_ok(), "another client is not affected");
     }
 }
