@@ -8,12 +8,12 @@ use switchboard::server::Server;
 
 pub const T: Duration = Duration::from_secs(15);
 
-/// Config for tests: loopback HTTP on a free port, loopback media, short timeouts, and a
-/// request rate limit high enough for tests that fire many requests from one address (the
-/// limits tests set their own).
+/// Config for tests: loopback HTTP on a free port, loopback media, short timeouts, and
+/// per-address limits (request rate, sessions) high enough for tests whose clients all share
+/// one address (the limits tests set their own).
 pub fn test_config(extra: &str) -> Config {
     let toml = format!(
-        "[http]\nbind = \"127.0.0.1:0\"\n[limits]\nrequests_per_sec_per_ip = 1000\nrequest_burst_per_ip = 1000\n[webrtc]\nbind_ips = [\"127.0.0.1\"]\nconnect_timeout_secs = 10\nice_disconnected_timeout_secs = 2\nice_failed_timeout_secs = 3\n{extra}"
+        "[http]\nbind = \"127.0.0.1:0\"\n[limits]\nrequests_per_sec_per_ip = 1000\nrequest_burst_per_ip = 1000\nmax_sessions_per_ip = 1000\n[webrtc]\nbind_ips = [\"127.0.0.1\"]\nconnect_timeout_secs = 10\nice_disconnected_timeout_secs = 2\nice_failed_timeout_secs = 3\n{extra}"
     );
     Config::from_toml_str(&toml).expect("test config")
 }
