@@ -5,17 +5,23 @@
 //! it is named. A viewer (or anyone who completed DTLS as one) sending a flood of NACKs with
 //! overlapping ranges would make the server resend its whole history again and again — and on
 //! the direct driver that work ran under the viewer's lock, which the publisher's forwarding
-//! loop also takes, freezing the room. This interceptor sits just wire-ward of the responder
-//! on the read leg and rewrites each NACK to the sequence numbers that may be resent now:
-//! each at most once per [`RESEND_WINDOW`], and at most [`RESEND_PER_SEC`] packets a second
-//! per viewer (burst [`RESEND_BURST`]). What it strips is counted.
+//! loop also takes, freezing the room. [`GuardedNackResponder`] wraps the responder and
+//! rewrites each inbound NACK, before the responder sees it, to the sequence numbers that may
+//! be resent now: each at most once per [`RESEND_WINDOW`], and at most [`RESEND_PER_SEC`]
+//! packets a second per viewer (burst [`RESEND_BURST`]). What it strips is counted.
+//!
+//! It wraps the responder rather than sitting beside it in the chain because every outgoing
+//! packet walks every interceptor of the chain: a layer of its own cost 1.5 µs per forwarded
+//! packet at 200 viewers (+27 %, measured); wrapped, the write leg is the responder's alone.
 
-use rtc::interceptor::{Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::interceptor::{
+    Interceptor, NackResponderBuilder, NackResponderInterceptor, Packet, Slot, StreamInfo,
+    TaggedPacket,
+};
 use rtc::rtcp;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
     TransportLayerNack, nack_pairs_from_sequence_numbers,
 };
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use webrtc::peer_connection::Registry;
@@ -31,10 +37,6 @@ pub const RESEND_BURST: f64 = 100.0;
 /// Sequence numbers remembered per stream; matches the viewer's NACK history (256) with room.
 const REMEMBERED: usize = 512;
 
-/// Where the guard sits: just before the NACK responder (4_000) on the read leg, which walks
-/// from the wire up.
-const SLOT: usize = 3_900;
-
 /// NACKed sequence numbers not resent because of the window or the rate limit, process-wide.
 static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
 
@@ -43,22 +45,99 @@ pub fn suppressed() -> u64 {
     SUPPRESSED.load(Ordering::Relaxed)
 }
 
-/// Add the guard to a viewer's interceptor registry (with its NACK responder).
-pub fn with_nack_guard(registry: Registry) -> Registry {
-    registry.with(Slot::from(SLOT), NackGuard::new(Instant::now()))
+/// Add a guarded NACK responder keeping `history` packets per stream to a viewer's registry.
+pub fn with_guarded_nack_responder(registry: Registry, history: u16) -> Registry {
+    registry.with(
+        Slot::NackResponder,
+        GuardedNackResponder {
+            guard: NackGuard::new(Instant::now()),
+            responder: NackResponderBuilder::new().with_size(history).build(),
+        },
+    )
+}
+
+/// webrtc-rs's NACK responder behind a [`NackGuard`] on its read leg.
+pub struct GuardedNackResponder {
+    guard: NackGuard,
+    responder: NackResponderInterceptor,
+}
+
+impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for GuardedNackResponder {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &mut msg.message.packet {
+            self.guard.filter(packets, msg.now);
+            if packets.is_empty() {
+                return Ok(()); // it was nothing but refused NACKs
+            }
+        }
+        self.responder.handle_read(msg)
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.responder.poll_read()
+    }
+
+    #[inline]
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.responder.handle_write(msg)
+    }
+
+    #[inline]
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.responder.poll_write()
+    }
+
+    fn handle_event(&mut self, evt: ()) -> Result<(), Self::Error> {
+        self.responder.handle_event(evt)
+    }
+
+    fn poll_event(&mut self) -> Option<()> {
+        self.responder.poll_event()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
+        self.responder.handle_timeout(now)
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        self.responder.poll_timeout()
+    }
+
+    fn close(&mut self) -> Result<(), Self::Error> {
+        self.responder.close()
+    }
+}
+
+impl Interceptor for GuardedNackResponder {
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        self.responder.bind_local_stream(info);
+    }
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.responder.unbind_local_stream(info);
+    }
+    fn bind_remote_stream(&mut self, info: &StreamInfo) {
+        self.responder.bind_remote_stream(info);
+    }
+    fn unbind_remote_stream(&mut self, info: &StreamInfo) {
+        self.responder.unbind_remote_stream(info);
+    }
 }
 
 /// When each remembered sequence number of one stream was last let through.
 type ResentAt = [Option<(u16, Instant)>; REMEMBERED];
 
-/// The per-viewer guard. See the module docs.
+/// The per-viewer bookkeeping of what was resent when. See the module docs.
 pub struct NackGuard {
     /// Per media SSRC: when each remembered sequence number was last let through.
     streams: Vec<(u32, Box<ResentAt>)>,
     tokens: f64,
     refilled: Instant,
-    reads: VecDeque<TaggedPacket>,
-    writes: VecDeque<TaggedPacket>,
 }
 
 impl NackGuard {
@@ -67,8 +146,6 @@ impl NackGuard {
             streams: Vec::new(),
             tokens: RESEND_BURST,
             refilled: now,
-            reads: VecDeque::new(),
-            writes: VecDeque::new(),
         }
     }
 
@@ -147,45 +224,6 @@ impl NackGuard {
         }
         *packets = kept;
     }
-}
-
-impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for NackGuard {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtcp(packets) = &mut msg.message.packet {
-            self.filter(packets, msg.now);
-            if packets.is_empty() {
-                return Ok(()); // it was nothing but refused NACKs
-            }
-        }
-        self.reads.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.reads.pop_front()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.writes.push_back(msg);
-        Ok(())
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.writes.pop_front()
-    }
-}
-
-impl Interceptor for NackGuard {
-    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! `webrtc::runtime::Runtime` wrapping sockets) slots in here without touching forwarding.
 
 use crate::config::WebrtcConfig;
-use rtc::interceptor::{NackResponderBuilder, SenderReportBuilder, Slot};
+use rtc::interceptor::{SenderReportBuilder, Slot};
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
@@ -85,13 +85,7 @@ fn viewer_interceptors(media: &mut MediaEngine) -> Registry {
             RtpCodecKind::Video,
         );
     }
-    super::nack_guard::with_nack_guard(Registry::new())
-        .with(
-            Slot::NackResponder,
-            NackResponderBuilder::new()
-                .with_size(VIEWER_NACK_HISTORY)
-                .build(),
-        )
+    super::nack_guard::with_guarded_nack_responder(Registry::new(), VIEWER_NACK_HISTORY)
         .with(Slot::SenderReport, SenderReportBuilder::new().build())
 }
 
