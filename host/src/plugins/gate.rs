@@ -197,10 +197,7 @@ impl PluginGate {
     ) -> Result<Identity, Denied> {
         let chain = set.serving(auth::HOOK);
         if chain.is_empty() {
-            return Ok(Identity {
-                subject: "anonymous".into(),
-                ..Default::default()
-            });
+            return Ok(anonymous());
         }
         let mut reasons: Vec<String> = Vec::new();
         for plugin in chain {
@@ -278,6 +275,9 @@ impl Gatekeeper for PluginGate {
     async fn authenticate(&self, req: &AdmitRequest) -> Result<Identity, Denied> {
         // Hold this set for the whole decision: a concurrent reload does not affect it.
         let set = self.active.load_full();
+        if set.serving(auth::HOOK).is_empty() {
+            return Ok(anonymous()); // no plugin to run: no trip to the plugin threads
+        }
         let req = to_wit(req);
         on_plugin_threads(async move { Self::run_auth_chain(&set, &req, Budget::Admission).await })
             .await
@@ -285,6 +285,9 @@ impl Gatekeeper for PluginGate {
 
     async fn check_room(&self, req: &AdmitRequest, identity: &Identity) -> Result<(), Denied> {
         let set = self.active.load_full();
+        if set.serving(policy::HOOK).is_empty() {
+            return Ok(());
+        }
         let (req, identity) = (to_wit(req), identity.clone());
         on_plugin_threads(async move { Self::run_room_policy(&set, &req, &identity).await }).await
     }
@@ -379,6 +382,14 @@ async fn on_plugin_threads<R: Send + 'static>(
             tracing::error!(error = %e, "plugin decision task failed; request denied (fail closed)");
             Err(Denied::Unavailable("policy evaluation failed".into()))
         }
+    }
+}
+
+/// Who the caller is when no auth plugin is configured.
+fn anonymous() -> Identity {
+    Identity {
+        subject: "anonymous".into(),
+        ..Default::default()
     }
 }
 
