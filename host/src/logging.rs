@@ -52,7 +52,7 @@ fn is_library(target: &str) -> bool {
 /// The library lines this limit applies to: events at `info` and above. Trace and debug call
 /// sites — some on the per-packet path — keep their static interest, so when the filter
 /// excludes them (the default) they cost nothing; asking per event about them cost 9 % of the
-/// server's CPU at 200 viewers (measured).
+/// server's CPU at 200 viewers (measured: 7.1 instead of 5.6 µs per forwarded packet).
 fn is_limited(meta: &Metadata<'_>) -> bool {
     meta.is_event() && *meta.level() <= tracing::Level::INFO && is_library(meta.target())
 }

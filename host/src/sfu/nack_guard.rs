@@ -11,8 +11,8 @@
 //! packets a second per viewer (burst [`RESEND_BURST`]). What it strips is counted.
 //!
 //! It wraps the responder rather than sitting beside it in the chain because every outgoing
-//! packet walks every interceptor of the chain: a layer of its own cost 1.5 µs per forwarded
-//! packet at 200 viewers (+27 %, measured); wrapped, the write leg is the responder's alone.
+//! packet walks every interceptor of the chain, each a queue push and pop of the packet; wrapped,
+//! the write leg is the responder's alone and the guard costs nothing per forwarded packet.
 
 use rtc::interceptor::{
     Interceptor, NackResponderBuilder, NackResponderInterceptor, Packet, Slot, StreamInfo,
