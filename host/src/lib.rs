@@ -7,7 +7,7 @@
 //! - [`auth`]: the admission interface the core and HTTP layer ask before any work.
 //! - [`config`]: `config.toml` + environment, validated at start-up.
 //! - [`plugins`]: the WebAssembly plugin runtime that implements [`auth::Gatekeeper`].
-//! - [`events`]: session lifecycle events for webhooks and metrics.
+//! - [`events`]: room, session and plugin events for webhooks, players and logs.
 //! - [`logging`]: the binary's log output (library log lines rate-limited).
 //! - [`server`]: wiring it all together and shutting down cleanly.
 //! - [`web`]: the embedded publish/play pages.

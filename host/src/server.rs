@@ -32,6 +32,7 @@ impl Server {
         let gate: Arc<dyn Gatekeeper> = plugins.clone();
 
         let events = EventBus::default();
+        plugins.publish_events_to(events.clone());
         let sfu = Sfu::new(&config, gate, events);
         let ready = Arc::new(AtomicBool::new(false));
         let state = AppState::new(&config, sfu.clone(), ready.clone());

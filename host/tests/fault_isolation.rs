@@ -7,7 +7,7 @@ use common::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use switchboard::client::{Publisher, StreamShape, Viewer};
-use switchboard::events::Event;
+use switchboard::events::{EndCode, EventData};
 use switchboard::sfu::session::Peer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,10 +41,18 @@ async fn a_panic_in_one_viewers_driver_ends_only_that_session() {
     );
     let reason = loop {
         match tokio::time::timeout(T, events.recv()).await {
-            Ok(Ok(Event::SessionEnded {
-                session, reason, ..
-            })) if session == id => break reason,
-            Ok(Ok(_)) => continue,
+            Ok(Ok(e)) => match &e.data {
+                EventData::SessionEnded {
+                    session,
+                    reason,
+                    detail,
+                    ..
+                } if *session == id => {
+                    assert_eq!(*reason, EndCode::InternalFault);
+                    break detail.clone();
+                }
+                _ => continue,
+            },
             other => panic!("no end event for the faulty session: {other:?}"),
         }
     };

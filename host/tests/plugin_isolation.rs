@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use switchboard::client::{ClientOptions, Publisher, StreamShape, Viewer};
+use switchboard::events::{EndCode, EventData};
 
 fn hostile_loop_plugin() -> String {
     format!(
@@ -216,12 +217,18 @@ async fn removing_a_token_by_reload_ends_the_sessions_it_admitted() {
     let leaked_id = leaked.resource.url.rsplit('/').next().unwrap().to_owned();
     let reason = loop {
         match tokio::time::timeout(T, events.recv()).await {
-            Ok(Ok(switchboard::events::Event::SessionEnded {
-                session, reason, ..
-            })) if session == leaked_id => {
-                break reason;
-            }
-            Ok(Ok(_)) => continue,
+            Ok(Ok(e)) => match &e.data {
+                EventData::SessionEnded {
+                    session,
+                    reason,
+                    detail,
+                    ..
+                } if *session == leaked_id => {
+                    assert_eq!(*reason, EndCode::RevokedOnRecheck);
+                    break detail.clone();
+                }
+                _ => continue,
+            },
             other => panic!("the leaked token's session did not end: {other:?}"),
         }
     };

@@ -23,8 +23,10 @@ use super::hooks::{self, Hook};
 use super::imports::PluginShared;
 use super::kv::KvStore;
 use super::plugin::{Budget, LoadedPlugin};
+use super::reporter::PluginEvents;
 use super::upstream::Upstreams;
 use crate::auth::{AdmitRequest, Denied, Gatekeeper, Identity};
+use crate::events::EventBus;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +40,8 @@ pub type ReloadSource = Box<
 
 /// The plugins in effect; replaced as a whole on reload.
 struct PluginSet {
+    /// Where failures are reported (shared by every set of one gate).
+    events: Arc<PluginEvents>,
     /// Every plugin, in config order.
     loaded: Vec<Arc<LoadedPlugin>>,
     /// The plugins serving each registered hook, in config order.
@@ -80,6 +84,8 @@ pub struct PluginGate {
     reloading: tokio::sync::Mutex<()>,
     /// Counts successful reloads; the SFU re-checks every live session on each.
     reloads: tokio::sync::watch::Sender<u64>,
+    /// Plugin events, once [`PluginGate::publish_events_to`] named a bus.
+    events: Arc<PluginEvents>,
 }
 
 impl PluginGate {
@@ -90,14 +96,34 @@ impl PluginGate {
         upstreams: BTreeMap<String, UpstreamConfig>,
     ) -> Result<Self, PluginError> {
         let kv = Mutex::new(HashMap::new());
-        let set = load_set(&kv, plugins, upstreams).await?;
+        let events = Arc::new(PluginEvents::default());
+        let set = load_set(&kv, &events, plugins, upstreams).await?;
         Ok(PluginGate {
             active: ArcSwap::from_pointee(set),
             kv,
             source: Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
             reloads: tokio::sync::watch::channel(0).0,
+            events,
         })
+    }
+
+    /// Publish plugin events (`plugin.loaded`, `plugin.reloaded`, `plugin.failed`) to `bus`;
+    /// the plugins in effect are announced as loaded now.
+    pub fn publish_events_to(&self, bus: EventBus) {
+        self.events.attach(bus);
+        self.announce_loaded(&self.active.load());
+    }
+
+    fn announce_loaded(&self, set: &PluginSet) {
+        for plugin in &set.loaded {
+            let hooks = hooks::REGISTRY
+                .iter()
+                .filter(|h| plugin.serves(**h))
+                .map(|h| h.name().to_owned())
+                .collect();
+            self.events.loaded(plugin.name(), hooks);
+        }
     }
 
     /// Where [`PluginGate::reload`] gets the new configuration. Without a source, reload
@@ -161,7 +187,7 @@ impl PluginGate {
         let _one_at_a_time = self.reloading.lock().await;
         let started = Instant::now();
         let result = async {
-            let set = load_set(&self.kv, plugins, upstreams).await?;
+            let set = load_set(&self.kv, &self.events, plugins, upstreams).await?;
             if !self.active.load().serving(auth::HOOK).is_empty()
                 && set.serving(auth::HOOK).is_empty()
             {
@@ -178,7 +204,10 @@ impl PluginGate {
                     plugins: set.configs.iter().map(|c| c.name.clone()).collect(),
                     took_ms: started.elapsed().as_millis() as u64,
                 };
-                self.active.store(Arc::new(set));
+                let set = Arc::new(set);
+                self.active.store(set.clone());
+                self.events.reloaded(report.plugins.clone());
+                self.announce_loaded(&set);
                 self.reloads.send_modify(|n| *n += 1);
                 tracing::info!(plugins = ?report.plugins, took_ms = report.took_ms, "plugins reloaded");
                 Ok(report)
@@ -201,7 +230,7 @@ impl PluginGate {
         }
         let mut reasons: Vec<String> = Vec::new();
         for plugin in chain {
-            let failed = |f| failed(plugin, auth::HOOK, f);
+            let failed = |f| failed(&set.events, plugin, auth::HOOK, f);
             let decision = plugin
                 .run(
                     auth::HOOK,
@@ -247,7 +276,7 @@ impl PluginGate {
         }
         let identity = identity_to_wit(identity);
         for plugin in policies {
-            let failed = |f| failed(plugin, policy::HOOK, f);
+            let failed = |f| failed(&set.events, plugin, policy::HOOK, f);
             let decision = plugin
                 .run(
                     policy::HOOK,
@@ -334,11 +363,13 @@ impl Gatekeeper for PluginGate {
 
 async fn load_set(
     kv: &Mutex<HashMap<String, Arc<KvStore>>>,
+    events: &Arc<PluginEvents>,
     plugins: Vec<PluginConfig>,
     upstreams: BTreeMap<String, UpstreamConfig>,
 ) -> Result<PluginSet, PluginError> {
     config::validate(&plugins, &upstreams)?;
     let mut set = PluginSet {
+        events: events.clone(),
         loaded: Vec::new(),
         serving: HashMap::new(),
         configs: plugins.clone(),
@@ -394,7 +425,13 @@ fn anonymous() -> Identity {
 }
 
 /// Log a plugin failure and turn it into a fail-closed denial.
-fn failed(plugin: &LoadedPlugin, hook: Hook, failure: CallFailure) -> Denied {
+fn failed(
+    events: &PluginEvents,
+    plugin: &LoadedPlugin,
+    hook: Hook,
+    failure: CallFailure,
+) -> Denied {
+    events.failed(plugin.name(), hook.name(), &failure.to_string());
     tracing::error!(
         plugin = plugin.name(),
         %hook,

@@ -17,6 +17,7 @@
 //! - [`kv`], `upstream`: the key-value store and the named HTTP upstreams behind them.
 //! - `convert`: host admission types to and from the WIT types, validating plugin output.
 //! - [`gate`]: the auth chain + room policy, fail-closed, with atomic reload.
+//! - `reporter`: plugin events (`plugin.loaded`, `plugin.reloaded`, `plugin.failed`).
 //! - `sighup`: reload on SIGHUP (`POST /admin/reload` lives in [`crate::admin`]).
 //! - `error`: [`PluginError`] (load) and [`CallFailure`] (call).
 //!
@@ -33,6 +34,7 @@ pub mod hooks;
 mod imports;
 pub mod kv;
 mod plugin;
+mod reporter;
 mod sighup;
 mod upstream;
 

@@ -107,7 +107,7 @@ mod tests {
 
     #[test]
     fn set_ups_in_progress_count_until_their_permits_drop() {
-        let registry = Registry::new(Duration::from_millis(500));
+        let registry = Registry::new(Duration::from_millis(500), Default::default());
         let capacity = Arc::new(Capacity::new(limits(2, 100, 100)));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let a = capacity.admit(&registry, Some(ip)).unwrap();
@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn per_client_and_server_caps() {
-        let registry = Registry::new(Duration::from_millis(500));
+        let registry = Registry::new(Duration::from_millis(500), Default::default());
         let capacity = Arc::new(Capacity::new(limits(100, 3, 2)));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let _a = capacity.admit(&registry, Some(ip)).unwrap();

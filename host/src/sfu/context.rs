@@ -37,9 +37,10 @@ impl Context {
         Context {
             peers: PeerFactory::new(config.webrtc.clone()),
             candidates: CandidatePolicy::new(&config.webrtc.bind_ips),
-            registry: Arc::new(Registry::new(Duration::from_millis(
-                config.rooms.keyframe_request_interval_ms,
-            ))),
+            registry: Arc::new(Registry::new(
+                Duration::from_millis(config.rooms.keyframe_request_interval_ms),
+                events.clone(),
+            )),
             capacity: Arc::new(Capacity::new(config.limits.clone())),
             gate,
             events,

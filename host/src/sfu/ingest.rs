@@ -42,6 +42,13 @@ pub async fn start_publisher(
     let (offer, remote_candidates) = ctx.candidates.filter_offer(&offer)?;
     let room = reservation.room().clone();
     let key = ctx.next_key();
+    let id = supervise::new_session_id();
+    let announce = TrackAnnouncer {
+        events: ctx.events.clone(),
+        room: room.name.clone(),
+        session: id.clone(),
+        simulcast_layers: offered_rids(&offer),
+    };
     let states = Arc::new(PeerStates::default());
     let cap = match ctx.max_publisher_kbps {
         0 => None,
@@ -54,6 +61,7 @@ pub async fn start_publisher(
         room: room.clone(),
         key,
         cap,
+        announce,
         pc: OnceLock::new(),
     });
     let pc = ctx
@@ -73,7 +81,6 @@ pub async fn start_publisher(
             return Err(e);
         }
     };
-    let id = supervise::new_session_id();
     let replaced = reservation.commit_publisher(PublisherSlot {
         session: id.clone(),
         subject: identity.subject.clone(),
@@ -110,6 +117,8 @@ struct PublisherHandler {
     key: u64,
     /// What this publisher may send (`limits.max_publisher_kbps`), shared by its tracks.
     cap: Option<Arc<BitrateCap>>,
+    /// Tells consumers (`track.published`) about each track that starts arriving.
+    announce: TrackAnnouncer,
     pc: OnceLock<Weak<dyn PeerConnection>>,
 }
 
@@ -129,12 +138,14 @@ impl PeerConnectionEventHandler for PublisherHandler {
         let key = self.key;
         let cap = self.cap.clone();
         let states = self.inner.states.clone();
+        let announce = self.announce.clone();
         tokio::spawn(async move {
             let kind = track.kind().await;
             let codecs = match pc {
                 Some(pc) => receiver_codecs(&pc, &track).await,
                 None => Vec::new(),
             };
+            announce.track(kind, &codecs);
             let hub = room.hub(kind).clone();
             // A panic while forwarding ends this publisher's session (viewers stay, and get
             // the next publisher), never the process.
@@ -147,6 +158,52 @@ impl PeerConnectionEventHandler for PublisherHandler {
             }
         });
     }
+}
+
+/// Announces a publisher's tracks as they start arriving (`track.published`).
+#[derive(Clone)]
+struct TrackAnnouncer {
+    events: crate::events::EventBus,
+    room: String,
+    session: String,
+    /// The RIDs the offer announced (simulcast video), in its order.
+    simulcast_layers: Vec<String>,
+}
+
+impl TrackAnnouncer {
+    fn track(&self, kind: RtpCodecKind, codecs: &[RTCRtpCodecParameters]) {
+        let codec = codecs
+            .iter()
+            .map(|c| c.rtp_codec.mime_type.clone())
+            .find(|m| super::codec::MediaCodec::from_mime(m) != super::codec::MediaCodec::Repair)
+            .unwrap_or_default();
+        let (kind, layers) = match kind {
+            RtpCodecKind::Audio => ("audio", Vec::new()),
+            _ => ("video", self.simulcast_layers.clone()),
+        };
+        self.events.publish(
+            Some(&self.room),
+            crate::events::EventData::TrackPublished {
+                session: self.session.clone(),
+                kind: kind.to_owned(),
+                codec,
+                simulcast_layers: layers,
+            },
+        );
+    }
+}
+
+/// The RIDs an offer sends (`a=rid:<id> send`): its simulcast layers.
+fn offered_rids(offer: &str) -> Vec<String> {
+    offer
+        .lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=rid:"))
+        .filter_map(|r| {
+            let mut parts = r.split_whitespace();
+            let id = parts.next()?;
+            (parts.next() == Some("send")).then(|| id.to_owned())
+        })
+        .collect()
 }
 
 /// The publisher's reader: wait for a packet, take whatever else is already queued behind it

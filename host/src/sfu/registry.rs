@@ -7,6 +7,7 @@ use super::error::SfuError;
 use super::room::Room;
 use super::session::Session;
 use crate::auth::RoomCounts;
+use crate::events::EventBus;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Registry {
+    events: EventBus,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     sessions: Mutex<Sessions>,
     keyframe_interval: Duration,
@@ -46,8 +48,9 @@ impl Drop for RoomHold {
 }
 
 impl Registry {
-    pub fn new(keyframe_interval: Duration) -> Self {
+    pub fn new(keyframe_interval: Duration, events: EventBus) -> Self {
         Registry {
+            events,
             rooms: Mutex::new(HashMap::new()),
             sessions: Mutex::new(Sessions::default()),
             keyframe_interval,
@@ -68,15 +71,20 @@ impl Registry {
         }
     }
 
-    /// Remove `room` if nothing references it any more (and it is still the registered one).
+    /// Remove `room` if nothing references it any more (and it is still the registered one);
+    /// a room that had started is announced `room.finished`.
     pub fn release_room(&self, room: &Arc<Room>) {
-        let mut rooms = self.rooms.lock();
-        if room.is_idle()
-            && rooms
-                .get(&room.name)
-                .is_some_and(|current| Arc::ptr_eq(current, room))
-        {
-            rooms.remove(&room.name);
+        let removed = {
+            let mut rooms = self.rooms.lock();
+            room.is_idle()
+                && rooms
+                    .get(&room.name)
+                    .is_some_and(|current| Arc::ptr_eq(current, room))
+                && rooms.remove(&room.name).is_some()
+        };
+        if removed && room.was_started() {
+            self.events
+                .publish(Some(&room.name), crate::events::EventData::RoomFinished {});
         }
     }
 

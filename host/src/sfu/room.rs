@@ -18,6 +18,8 @@ pub struct Room {
     occupancy: Mutex<Occupancy>,
     /// Held while room policy decides on a join, so each decision sees exact counts.
     pub(super) admission: tokio::sync::Mutex<()>,
+    /// Whether `room.started` was announced (so `room.finished` is, once).
+    started: std::sync::atomic::AtomicBool,
 }
 
 /// The live publisher of a room.
@@ -46,6 +48,7 @@ impl Room {
             video: Arc::new(TrackHub::new(keyframe_interval)),
             occupancy: Mutex::new(Occupancy::default()),
             admission: tokio::sync::Mutex::new(()),
+            started: Default::default(),
         }
     }
 
@@ -162,6 +165,18 @@ impl Room {
     pub(super) fn release_hold(&self) {
         let mut o = self.occupancy.lock();
         o.holds = o.holds.saturating_sub(1);
+    }
+
+    /// Mark the room started (its first session is live); true the first time only.
+    pub(super) fn mark_started(&self) -> bool {
+        !self
+            .started
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether `room.started` was announced for it.
+    pub fn was_started(&self) -> bool {
+        self.started.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// True when nothing references the room any more and it can be dropped.

@@ -79,6 +79,30 @@ pub enum EndReason {
     Shutdown,
     /// Something serving the session failed internally (a caught panic).
     Fault(String),
+    /// An operator ended this session (admin API).
+    Kicked,
+    /// An operator closed the whole room (admin API).
+    RoomClosed,
+}
+
+impl EndReason {
+    /// The code consumers see in events.
+    pub fn code(&self) -> crate::events::EndCode {
+        use crate::events::EndCode;
+        match self {
+            EndReason::Deleted => EndCode::Deleted,
+            EndReason::Replaced => EndCode::Replaced,
+            EndReason::IceFailed => EndCode::IceFailed,
+            EndReason::ConnectTimeout => EndCode::ConnectTimeout,
+            EndReason::PeerClosed => EndCode::PeerClosed,
+            EndReason::Expired => EndCode::CredentialExpired,
+            EndReason::Revoked(_) => EndCode::RevokedOnRecheck,
+            EndReason::Shutdown => EndCode::Shutdown,
+            EndReason::Fault(_) => EndCode::InternalFault,
+            EndReason::Kicked => EndCode::Kicked,
+            EndReason::RoomClosed => EndCode::RoomClosed,
+        }
+    }
 }
 
 impl std::fmt::Display for EndReason {
@@ -93,6 +117,8 @@ impl std::fmt::Display for EndReason {
             EndReason::Revoked(why) => write!(f, "authorization revoked: {why}"),
             EndReason::Shutdown => f.write_str("server shutting down"),
             EndReason::Fault(why) => write!(f, "internal fault: {why}"),
+            EndReason::Kicked => f.write_str("ended by an operator"),
+            EndReason::RoomClosed => f.write_str("room closed by an operator"),
         }
     }
 }

@@ -5,7 +5,7 @@
 use super::context::Context;
 use super::session::{EndReason, NewSession, Session};
 use crate::auth::{Action, Denied};
-use crate::events::Event;
+use crate::events::EventData;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use webrtc::peer_connection::RTCPeerConnectionState;
@@ -24,12 +24,24 @@ pub fn register(ctx: &Arc<Context>, new: NewSession) -> Arc<Session> {
         session = %session.id, room = %session.room.name, action = %session.action,
         subject = %session.identity.subject, "session started"
     );
-    ctx.events.publish(Event::SessionStarted {
-        session: session.id.clone(),
-        room: session.room.name.clone(),
-        action: session.action,
-        subject: session.identity.subject.clone(),
-    });
+    let room = Some(session.room.name.as_str());
+    if session.room.mark_started() {
+        ctx.events.publish(room, EventData::RoomStarted {});
+    }
+    let (id, subject) = (session.id.clone(), session.identity.subject.clone());
+    ctx.events.publish(
+        room,
+        match session.action {
+            Action::Publish => EventData::PublishStarted {
+                session: id,
+                subject,
+            },
+            Action::Play => EventData::PlayStarted {
+                session: id,
+                subject,
+            },
+        },
+    );
     tokio::spawn(supervise(ctx.clone(), session.clone()));
     session
 }
@@ -109,7 +121,6 @@ async fn teardown(ctx: &Context, session: &Arc<Session>, reason: EndReason) {
         Action::Play => room.viewer_left(),
     }
     session.pc.close().await;
-    ctx.registry.release_room(room);
     // Last, so a session count of zero means every resource is already released.
     ctx.registry.remove_session(&session.id);
     match &reason {
@@ -122,13 +133,39 @@ async fn teardown(ctx: &Context, session: &Arc<Session>, reason: EndReason) {
             %reason, "session ended"
         ),
     }
-    ctx.events.publish(Event::SessionEnded {
-        session: session.id.clone(),
-        room: room.name.clone(),
-        action: session.action,
-        subject: session.identity.subject.clone(),
-        reason: reason.to_string(),
-    });
+    let room_name = Some(room.name.as_str());
+    let (id, subject, code) = (
+        session.id.clone(),
+        session.identity.subject.clone(),
+        reason.code(),
+    );
+    ctx.events.publish(
+        room_name,
+        match session.action {
+            Action::Publish => EventData::PublishEnded {
+                session: id.clone(),
+                subject: subject.clone(),
+                reason: code,
+            },
+            Action::Play => EventData::PlayEnded {
+                session: id.clone(),
+                subject: subject.clone(),
+                reason: code,
+            },
+        },
+    );
+    ctx.events.publish(
+        room_name,
+        EventData::SessionEnded {
+            session: id,
+            action: session.action,
+            subject,
+            reason: code,
+            detail: reason.to_string(),
+        },
+    );
+    // The room may be gone now; `room.finished` comes after its last session's events.
+    ctx.registry.release_room(room);
 }
 
 /// After the policy changed (plugins reloaded): re-check every live session now. A session
