@@ -163,13 +163,17 @@ impl ViewerSink {
 
     #[inline]
     fn send(&self, packets: &[rtp::Packet]) -> u64 {
+        let mut bytes = 0u64;
+        let rewritten = packets.iter().filter_map(|p| {
+            let out = self.rewrite(p)?;
+            bytes += out.payload.len() as u64;
+            Some(out)
+        });
         let (sent, refused) = match &self.output {
-            Output::Direct(conn, sender) => {
-                conn.send_burst(*sender, packets.iter().filter_map(|p| self.rewrite(p)))
-            }
+            Output::Direct(conn, sender) => conn.send_burst(*sender, rewritten),
             Output::Track(track) => {
                 let (mut sent, mut refused) = (0, 0);
-                for out in packets.iter().filter_map(|p| self.rewrite(p)) {
+                for out in rewritten {
                     // `write_rtp` only awaits when the connection's driver queue is full;
                     // polling it once and dropping the future on `Pending` drops the packet
                     // instead of blocking.
@@ -183,7 +187,9 @@ impl ViewerSink {
         };
         if refused > 0 {
             self.dropped.fetch_add(refused, Ordering::Relaxed);
+            self.states.media.dropped.fetch_add(refused, Ordering::Relaxed);
         }
+        self.states.media.add(sent, bytes);
         sent
     }
 }

@@ -149,7 +149,15 @@ impl PeerConnectionEventHandler for PublisherHandler {
             let hub = room.hub(kind).clone();
             // A panic while forwarding ends this publisher's session (viewers stay, and get
             // the next publisher), never the process.
-            let read = AssertUnwindSafe(read_track(hub, kind, track, key, codecs, cap));
+            let read = AssertUnwindSafe(read_track(
+                hub,
+                kind,
+                track,
+                key,
+                codecs,
+                cap,
+                states.clone(),
+            ));
             if let Err(panic) = read.catch_unwind().await {
                 states.fault(format!(
                     "the publisher's reader panicked: {}",
@@ -215,6 +223,7 @@ async fn read_track(
     publisher: u64,
     codecs: Vec<RTCRtpCodecParameters>,
     cap: Option<Arc<BitrateCap>>,
+    states: Arc<PeerStates>,
 ) {
     let feed = hub.attach_feed(track.clone(), publisher, codecs);
     let _remb = match (kind, &cap) {
@@ -245,9 +254,16 @@ async fn read_track(
                 None => break, // nothing more queued right now
             }
         }
+        let bytes: usize = burst.iter().map(|p| p.payload.len()).sum();
+        states.media.add(burst.len() as u64, bytes as u64);
         if let Some(cap) = &cap {
             let now = Instant::now();
+            let before = burst.len();
             burst.retain(|p| cap.admit(p.payload.len() + 12, now));
+            let over = (before - burst.len()) as u64;
+            if over > 0 {
+                states.media.dropped.fetch_add(over, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         hub.forward_burst(feed, &mut burst);
     }

@@ -151,6 +151,34 @@ impl Sfu {
         }
     }
 
+    /// Every room, by name (admin, lobby pages).
+    pub fn rooms(&self) -> Vec<Arc<Room>> {
+        self.ctx.registry.rooms()
+    }
+
+    /// The live sessions of `room`, oldest first.
+    pub fn sessions_in(&self, room: &str) -> Vec<Arc<Session>> {
+        self.ctx.registry.sessions_in(room)
+    }
+
+    /// End every session of `room` (reason `room-closed`); returns how many.
+    pub fn close_room(&self, room: &str) -> Result<usize, SfuError> {
+        if self.ctx.registry.room(room).is_none() {
+            return Err(SfuError::RoomNotFound);
+        }
+        let sessions = self.sessions_in(room);
+        for s in &sessions {
+            s.end(EndReason::RoomClosed);
+        }
+        Ok(sessions.len())
+    }
+
+    /// End one session as an operator (reason `kicked`).
+    pub fn kick(&self, room: &str, id: &str) -> Result<(), SfuError> {
+        self.session(room, id)?.end(EndReason::Kicked);
+        Ok(())
+    }
+
     /// DELETE on a session resource.
     pub fn delete(&self, room: &str, id: &str) -> Result<(), SfuError> {
         let session = self.session(room, id)?;

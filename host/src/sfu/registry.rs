@@ -92,6 +92,27 @@ impl Registry {
         self.rooms.lock().get(name).cloned()
     }
 
+    /// Every room, by name.
+    pub fn rooms(&self) -> Vec<Arc<Room>> {
+        let mut rooms: Vec<_> = self.rooms.lock().values().cloned().collect();
+        rooms.sort_by(|a, b| a.name.cmp(&b.name));
+        rooms
+    }
+
+    /// The live sessions of `room`, oldest first.
+    pub fn sessions_in(&self, room: &str) -> Vec<Arc<Session>> {
+        let mut sessions: Vec<_> = self
+            .sessions
+            .lock()
+            .by_id
+            .values()
+            .filter(|s| s.room.name == room)
+            .cloned()
+            .collect();
+        sessions.sort_by_key(|s| s.created_at);
+        sessions
+    }
+
     pub fn counts(&self, room: &str) -> RoomCounts {
         self.room(room).map(|r| r.counts()).unwrap_or_default()
     }

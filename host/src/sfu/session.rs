@@ -154,6 +154,8 @@ pub struct Session {
     pub patch_lock: tokio::sync::Mutex<()>,
     /// Remote ICE candidates accepted since the last ICE restart (capped, see `candidates`).
     pub remote_candidates: std::sync::atomic::AtomicUsize,
+    /// When its connection first came up.
+    pub connected_at: std::sync::OnceLock<std::time::SystemTime>,
 }
 
 impl Session {
@@ -172,6 +174,7 @@ impl Session {
             end: watch::channel(None).0,
             patch_lock: tokio::sync::Mutex::new(()),
             remote_candidates: new.remote_candidates.into(),
+            connected_at: std::sync::OnceLock::new(),
         }
     }
 

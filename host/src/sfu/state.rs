@@ -9,6 +9,26 @@ pub struct PeerStates {
     pub gathering: watch::Sender<RTCIceGatheringState>,
     /// Set when something serving this connection panicked: the session ends with it.
     fault: parking_lot::Mutex<Option<String>>,
+    /// Media it moved: sent to a viewer, received from a publisher.
+    pub media: MediaCounters,
+}
+
+/// Packets and bytes (RTP payload) a session moved, and packets dropped for it. Plain atomics,
+/// added once per burst on the forwarding path and read by stats endpoints.
+#[derive(Debug, Default)]
+pub struct MediaCounters {
+    pub packets: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+    pub dropped: std::sync::atomic::AtomicU64,
+}
+
+impl MediaCounters {
+    #[inline]
+    pub fn add(&self, packets: u64, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.packets.fetch_add(packets, Relaxed);
+        self.bytes.fetch_add(bytes, Relaxed);
+    }
 }
 
 impl Default for PeerStates {
@@ -17,6 +37,7 @@ impl Default for PeerStates {
             connection: watch::channel(RTCPeerConnectionState::New).0,
             gathering: watch::channel(RTCIceGatheringState::New).0,
             fault: parking_lot::Mutex::new(None),
+            media: MediaCounters::default(),
         }
     }
 }

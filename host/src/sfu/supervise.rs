@@ -72,7 +72,10 @@ async fn supervise(ctx: Arc<Context>, session: Arc<Session>) {
             changed = connection.changed() => {
                 if changed.is_err() { session.end(EndReason::PeerClosed); continue; }
                 match *connection.borrow_and_update() {
-                    RTCPeerConnectionState::Connected => connected = true,
+                    RTCPeerConnectionState::Connected => {
+                        connected = true;
+                        let _ = session.connected_at.set(SystemTime::now());
+                    }
                     RTCPeerConnectionState::Failed => session.end(
                         session.states.fault_reason().map_or(EndReason::IceFailed, EndReason::Fault),
                     ),
