@@ -263,6 +263,17 @@ async fn browser_publishes_and_plays_through_embedded_pages() {
         result["play"]["stats"]["connectionState"], "connected",
         "play connection state:\n{pretty}"
     );
+    assert_eq!(
+        result["play"]["sse"]["live"],
+        Value::Bool(true),
+        "the play page learned from server-sent events that the room is live:\n{pretty}"
+    );
+    assert!(
+        result["play"]["sse"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Publisher live") && t.contains("watching")),
+        "{pretty}"
+    );
     let refused = result["refusedStatus"].as_str().unwrap_or_default();
     assert!(
         refused.starts_with("Error: HTTP 400") && refused.len() > "Error: HTTP 400".len() + 5,

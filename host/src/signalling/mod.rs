@@ -5,6 +5,8 @@
 //! - `PATCH /{whip|whep}/{room}/{session}`: trickle candidates or ICE restart.
 //! - `DELETE /{whip|whep}/{room}/{session}`: end the session.
 //! - `OPTIONS` on all of them: CORS preflight or capability discovery.
+//! - `POST /whep/{room}/{session}/sse`, `GET .../sse/stream`: the WHEP server-sent events
+//!   extension (`sse`): live/offline and viewer count for players.
 //! - `GET /healthz`, `GET /readyz`, and the embedded pages.
 //!
 //! Admission (`crate::auth`) is asked before any WebRTC work starts.
@@ -13,6 +15,7 @@ pub mod error;
 pub mod host_check;
 pub mod listener;
 pub mod rate_limit;
+pub mod sse;
 
 use crate::auth::{Action, AdmitRequest};
 use crate::config::Config;
@@ -70,6 +73,8 @@ pub fn router(config: &Config, state: AppState) -> Router {
             "/whep/{room}/{session}",
             axum::routing::patch(patch_session).delete(delete_session),
         )
+        .route("/whep/{room}/{session}/sse", post(sse::subscribe))
+        .route("/whep/{room}/{session}/sse/stream", get(sse::stream))
         .layer(DefaultBodyLimit::max(config.http.max_body_bytes))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             Duration::from_secs(config.limits.body_timeout_secs),
@@ -252,6 +257,11 @@ async fn create_session(
     );
     for link in state.ice_links.iter() {
         h.append(header::LINK, link.clone());
+    }
+    if action == Action::Play
+        && let Some(link) = sse::link(&state.public_url, &room, &created.session_id)
+    {
+        h.append(header::LINK, link);
     }
     Ok(response)
 }

@@ -382,6 +382,19 @@ async function run(result, diagnostics) {
     result.play = { status: (await pageStatus(viewer)).text, firstFramesDecoded: firstFrames, stats: playStats };
     result.publish.stats = await publisher.evaluate(pageStats);
     result.play.patchStatuses = await viewer.evaluate(() => window.session.patchStatuses);
+    // WHEP server-sent events: the page learns the room is live and how many watch.
+    try {
+      await viewer.waitForFunction(() => window.session && window.session.live === true && window.session.viewerCount >= 1,
+        null, { timeout: Math.min(remaining(), 10000), polling: 100 });
+    } catch {
+      throw new StepError(`play: no server-sent live state (live=${await viewer.evaluate(() => window.session && window.session.live)})`);
+    }
+    result.play.sse = await viewer.evaluate(() => ({
+      live: window.session.live,
+      viewerCount: window.session.viewerCount,
+      text: document.getElementById('live').textContent,
+    }));
+    log(`play: server-sent events say "${result.play.sse.text}"`);
     log(`play: trickle PATCH statuses ${JSON.stringify(result.play.patchStatuses)}`);
     result.framesDecoded = playStats.inbound.video.framesDecoded;
     result.audioPacketsReceived = playStats.inbound.audio?.packetsReceived ?? 0;

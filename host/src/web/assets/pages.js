@@ -117,6 +117,15 @@ function initSessionPage(kind) {
         }
       });
       session.addEventListener('notice', (e) => console.warn(`[switchboard] ${e.detail}`));
+      session.addEventListener('live', (e) => {
+        const el = $('live');
+        if (!el) return;
+        const { live, viewerCount } = e.detail;
+        const watching = viewerCount === null ? '' : ` · ${viewerCount} watching`;
+        el.textContent = (live ? 'Publisher live' : 'Waiting for the publisher') + watching;
+        el.dataset.live = live ? 'yes' : 'no';
+        el.hidden = false;
+      });
       session.addEventListener('track', (e) => {
         if (kind !== 'whep') return;
         const remote = video.srcObject instanceof MediaStream ? video.srcObject : new MediaStream();

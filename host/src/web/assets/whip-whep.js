@@ -14,6 +14,20 @@
 // the offer is created (RFC 9725 section 4.6); a server that does not answer OPTIONS is fine.
 
 const GATHER_TIMEOUT_MS = 2500;
+/** The WHEP server-sent events extension's link relation. */
+const SSE_REL = 'urn:ietf:params:whep:ext:core:server-sent-events';
+
+/** The URL of the first `Link` with `rel` (quoted or not), or null. */
+export function findLink(header, rel) {
+  if (!header) return null;
+  for (const part of header.split(/,(?=\s*<)/)) {
+    const m = /^\s*<([^>]*)>(.*)$/.exec(part);
+    const params = m ? m[2].split(';').map((p) => p.trim()) : [];
+    if (params.includes(`rel="${rel}"`) || params.includes(`rel=${rel}`)) return m[1];
+  }
+  return null;
+}
+
 /** Simulcast layers a publisher sends with `simulcast: true`. */
 export const SIMULCAST_LAYERS = [
   { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
@@ -189,6 +203,10 @@ export class Session extends EventTarget {
     this.extraIceServers = iceServers;
     this.trickle = trickle;
     this.simulcast = simulcast;
+    /** WHEP server-sent events: whether the room has a publisher, how many watch (or null). */
+    this.live = null;
+    this.viewerCount = null;
+    this.events = null;
     /** HTTP statuses of the trickle PATCH requests sent so far. */
     this.patchStatuses = [];
     /** @type {RTCPeerConnection|null} */
@@ -284,6 +302,7 @@ export class Session extends EventTarget {
       if (!location) throw new Error(`HTTP ${res.status}: the server sent no Location header`);
       this.resource = new URL(location, res.url).href;
       this.etag = res.headers.get('ETag');
+      const sse = findLink(res.headers.get('Link'), SSE_REL);
       const answer = await res.text();
       if (!/^v=0/.test(answer)) throw new Error(`HTTP ${res.status}: the answer is not SDP`);
       if (this.state === 'closed') {
@@ -294,6 +313,7 @@ export class Session extends EventTarget {
       this.setState('connecting', 'establishing ICE and DTLS');
       this.flushCandidates();
       this.onConnectionState();
+      if (sse && this.kind === 'whep') void this.followEvents(new URL(sse, res.url).href);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       await this.teardown(true);
@@ -376,10 +396,41 @@ export class Session extends EventTarget {
     }
   }
 
+  /**
+   * WHEP server-sent events: subscribe, then follow the stream. Sets `live` (the room has a
+   * publisher) and `viewerCount`, and dispatches `live` events with both.
+   */
+  async followEvents(url) {
+    try {
+      const res = await ensureOk(await request(url, {
+        method: 'POST',
+        headers: this.headers({ 'Content-Type': 'application/json' }),
+        body: JSON.stringify(['active', 'inactive', 'viewercount']),
+      }));
+      const location = res.headers.get('Location');
+      if (!location || this.state === 'closed') return;
+      const source = new EventSource(new URL(location, res.url).href);
+      this.events = source;
+      const update = () => this.dispatchEvent(new CustomEvent('live', {
+        detail: { live: this.live, viewerCount: this.viewerCount },
+      }));
+      source.addEventListener('active', () => { this.live = true; update(); });
+      source.addEventListener('inactive', () => { this.live = false; update(); });
+      source.addEventListener('viewercount', (e) => {
+        this.viewerCount = JSON.parse(e.data).viewercount;
+        update();
+      });
+    } catch (err) {
+      this.notice(`server-sent events unavailable: ${err.message}`);
+    }
+  }
+
   async teardown(keepalive) {
     const pc = this.pc;
     this.pc = null;
     if (pc) pc.close();
+    if (this.events) this.events.close();
+    this.events = null;
     await this.sendDelete(keepalive);
   }
 
