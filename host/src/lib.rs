@@ -8,6 +8,7 @@
 //! - [`config`]: `config.toml` + environment, validated at start-up.
 //! - [`plugins`]: the WebAssembly plugin runtime that implements [`auth::Gatekeeper`].
 //! - [`events`]: room, session and plugin events for webhooks, players and logs.
+//! - [`store`]: the one durable file (webhook outbox; the recording upload queue next).
 //! - [`logging`]: the binary's log output (library log lines rate-limited).
 //! - [`server`]: wiring it all together and shutting down cleanly.
 //! - [`web`]: the embedded publish/play pages.
@@ -25,4 +26,5 @@ pub mod plugins;
 pub mod server;
 pub mod sfu;
 pub mod signalling;
+pub mod store;
 pub mod web;

@@ -3,6 +3,9 @@
 use crate::auth::Gatekeeper;
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::events::outbox::Outbox;
+use crate::events::route::WebhookPolicy;
+use crate::store::Store;
 use crate::plugins::PluginGate;
 use crate::sfu::Sfu;
 use crate::signalling::{self, AppState};
@@ -22,6 +25,7 @@ pub struct Server {
     stop: watch::Sender<bool>,
     http: JoinHandle<()>,
     plugins: Arc<PluginGate>,
+    outbox: Option<Arc<Outbox>>,
 }
 
 impl Server {
@@ -32,6 +36,8 @@ impl Server {
         let gate: Arc<dyn Gatekeeper> = plugins.clone();
 
         let events = EventBus::default();
+        // Before the plugins announce themselves, so the outbox has those events too.
+        let outbox = start_outbox(&config, plugins.clone(), &events)?;
         plugins.publish_events_to(events.clone());
         let sfu = Sfu::new(&config, gate, events);
         let ready = Arc::new(AtomicBool::new(false));
@@ -66,6 +72,7 @@ impl Server {
             stop,
             http,
             plugins,
+            outbox,
         })
     }
 
@@ -104,10 +111,18 @@ impl Server {
         &self.plugins
     }
 
+    /// The webhook outbox, when `[[webhooks]]` are configured.
+    pub fn outbox(&self) -> Option<&Arc<Outbox>> {
+        self.outbox.as_ref()
+    }
+
     /// Stop taking work, close every session cleanly, then stop HTTP.
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::Relaxed);
         self.sfu.close_all().await;
+        if let Some(outbox) = &self.outbox {
+            outbox.shutdown().await; // the events of those closes are written first
+        }
         let _ = self.stop.send(true);
         if tokio::time::timeout(Duration::from_secs(6), self.http)
             .await
@@ -127,6 +142,29 @@ impl Server {
             "switchboard stopped"
         );
     }
+}
+
+/// With `[[webhooks]]` configured: open the store and start the outbox as a durable sink of
+/// `events`, its deliveries decided by the `webhook` plugins of `plugins`.
+fn start_outbox(
+    config: &Config,
+    plugins: Arc<PluginGate>,
+    events: &EventBus,
+) -> anyhow::Result<Option<Arc<Outbox>>> {
+    if config.webhooks.is_empty() {
+        return Ok(None);
+    }
+    let store = Store::open(&config.store.path).context("store.path")?;
+    let policy: Arc<dyn WebhookPolicy> = plugins;
+    let outbox = Outbox::start(
+        Arc::new(store),
+        config.webhooks.clone(),
+        config.outbox.clone(),
+        policy,
+    )
+    .context("webhook outbox")?;
+    events.add_sink(outbox.clone());
+    Ok(Some(outbox))
 }
 
 /// Load the configured plugins; a bad plugin fails start-up with its name and the reason.

@@ -1,7 +1,8 @@
 //! Write Switchboard policy plugins in Rust.
 //!
 //! A plugin is a WebAssembly component the server loads from `config.toml`. It decides who may
-//! publish or play in a room (the `auth` hook) and what a room allows (the `room-policy` hook).
+//! publish or play in a room (the `auth` hook), what a room allows (the `room-policy` hook) and
+//! which events reach which webhook endpoint, in which shape (the `webhook` hook).
 //! Implement [`Plugin`] — every method except [`Plugin::new`] has a default — and register the
 //! type once with [`register!`]:
 //!
@@ -69,7 +70,10 @@ pub mod bindings {
     });
 }
 
-use bindings::exports::switchboard::plugin::{authenticator, lifecycle, policy};
+use bindings::exports::switchboard::plugin::{authenticator, lifecycle, policy, webhook_router};
+pub use bindings::exports::switchboard::plugin::webhook_router::{
+    Decision as WebhookDecision, Delivery, WebhookEvent,
+};
 pub use bindings::switchboard::plugin::types::{
     Action, AuthRequest, Deny, DenyKind, Identity, RoomCounts,
 };
@@ -103,6 +107,48 @@ pub trait Plugin: Sized + 'static {
     fn check_room(&self, req: &AuthRequest, identity: &Identity) -> Result<(), Deny> {
         let _ = (req, identity);
         Ok(())
+    }
+
+    /// The `webhook` hook: deliver `event` (its JSON `body`) as is, reshaped, or not at all,
+    /// and to which of `event.endpoints` (the `[[webhooks]]` whose filter matches). The default
+    /// delivers it as is to all of them. A panic or a timeout loses nothing: the host then
+    /// delivers the event as is.
+    fn route_webhook(&self, event: &WebhookEvent) -> WebhookDecision {
+        let _ = event;
+        WebhookDecision::as_is()
+    }
+}
+
+impl WebhookDecision {
+    /// Deliver the event's body as it is, to every endpoint offered.
+    pub fn as_is() -> Self {
+        WebhookDecision {
+            delivery: Delivery::AsIs,
+            endpoints: None,
+        }
+    }
+
+    /// Deliver nothing.
+    pub fn drop_event() -> Self {
+        WebhookDecision {
+            delivery: Delivery::Drop,
+            endpoints: None,
+        }
+    }
+
+    /// Deliver this JSON document instead of the event's body (at most 256 KiB; anything
+    /// that is not JSON counts as a failure and the event goes as is).
+    pub fn reshaped(body: impl Into<String>) -> Self {
+        WebhookDecision {
+            delivery: Delivery::Reshaped(body.into()),
+            endpoints: None,
+        }
+    }
+
+    /// Only to these endpoints (names from `WebhookEvent::endpoints`; others are a failure).
+    pub fn to<S: Into<String>>(mut self, endpoints: impl IntoIterator<Item = S>) -> Self {
+        self.endpoints = Some(endpoints.into_iter().map(Into::into).collect());
+        self
     }
 }
 
@@ -431,6 +477,16 @@ pub mod __private {
             P::with_slot(|slot| match &*slot.borrow() {
                 Some(plugin) => plugin.authenticate(&req),
                 None => Err(not_configured()),
+            })
+        }
+    }
+
+    impl<P: Registered> webhook_router::Guest for Exports<P> {
+        fn route(event: WebhookEvent) -> WebhookDecision {
+            P::with_slot(|slot| match &*slot.borrow() {
+                Some(plugin) => plugin.route_webhook(&event),
+                // Never called before configure; deliver rather than lose the event.
+                None => WebhookDecision::as_is(),
             })
         }
     }

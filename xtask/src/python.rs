@@ -1,5 +1,6 @@
 //! Prerequisites of the tests that use independent implementations through Python and the
-//! OpenSSL CLI: PyJWT + cryptography mint real JWTs (`host/tests/support/`), PyAV's bundled
+//! OpenSSL CLI: PyJWT + cryptography mint real JWTs (`host/tests/support/`), standardwebhooks
+//! verifies webhook deliveries (`host/tests/webhooks*.rs`), PyAV's bundled
 //! FFmpeg publishes over its `whip` muxer (`host/tests/ffmpeg_whip.rs`), and `openssl` makes
 //! the certificates those tests hand to their peers.
 
@@ -9,10 +10,16 @@ use std::process::Command;
 
 /// pip requirement specs. PyAV 18 bundles FFmpeg 8, whose `whip` muxer the FFmpeg test uses
 /// (FFmpeg 7.1 has it too, but PyAV's wheels jumped from 7.0 to 8).
-const PYTHON_PACKAGES: [&str; 3] = ["pyjwt>=2.8", "cryptography>=42", "av>=18"];
+/// `standardwebhooks` (the scheme's reference library) verifies every webhook delivery.
+const PYTHON_PACKAGES: [&str; 4] = [
+    "pyjwt>=2.8",
+    "cryptography>=42",
+    "av>=18",
+    "standardwebhooks>=1.0",
+];
 
 /// Succeeds when every module imports and PyAV's FFmpeg has the `whip` muxer.
-const PROBE: &str = "import jwt, cryptography, av, sys; \
+const PROBE: &str = "import jwt, cryptography, av, standardwebhooks, sys; \
                      sys.exit(0 if 'whip' in av.formats_available else 3)";
 
 /// Makes sure `python3` has PyJWT, cryptography and PyAV (with `whip`), and that `openssl` runs.

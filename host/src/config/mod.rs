@@ -48,6 +48,15 @@ pub struct Config {
     /// HTTP services plugins may call by name (`[upstreams.<name>]`, granted per plugin).
     #[serde(default)]
     pub upstreams: std::collections::BTreeMap<String, crate::plugins::UpstreamConfig>,
+    /// Webhook endpoints (`[[webhooks]]`): events delivered per Standard Webhooks.
+    #[serde(default)]
+    pub webhooks: Vec<crate::events::config::WebhookEndpointConfig>,
+    /// How webhook deliveries are retried, parked and bounded.
+    #[serde(default)]
+    pub outbox: crate::events::config::OutboxConfig,
+    /// The one durable file (webhook outbox, recording upload queue).
+    #[serde(default)]
+    pub store: crate::events::config::StoreConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -239,6 +248,9 @@ impl Default for Config {
             },
             plugins: Vec::new(),
             upstreams: Default::default(),
+            webhooks: Vec::new(),
+            outbox: Default::default(),
+            store: Default::default(),
         }
     }
 }
@@ -337,6 +349,11 @@ impl Config {
                 message: "must be at least 1024".into(),
             });
         }
+        crate::events::config::validate(&self.webhooks, &self.outbox)
+            .map_err(|i| ConfigError::Invalid {
+                key: i.key,
+                message: i.message,
+            })?;
         for server in &self.webrtc.ice_servers {
             for url in &server.urls {
                 if !["stun:", "stuns:", "turn:", "turns:"]

@@ -13,6 +13,20 @@
 //!
 //! Publishing never touches the per-packet path (events come from signalling, session
 //! supervision and the plugin runtime) and never waits.
+//!
+//! Parts:
+//! - this file: the envelope ([`Event`], [`EventData`]), the bus and its sinks.
+//! - [`outbox`]: the durable webhook outbox (a sink), on the one store file.
+//! - [`webhook`]: delivery to endpoints — signing, retries, parking.
+//! - [`route`]: which endpoints get an event (filters, then `webhook` plugins).
+//! - [`config`]: `[[webhooks]]`, `[outbox]`, `[store]`.
+//! - [`sign`]: Standard Webhooks signatures.
+
+pub mod config;
+pub mod outbox;
+pub mod route;
+pub mod sign;
+pub mod webhook;
 
 use parking_lot::RwLock;
 use serde::Serialize;

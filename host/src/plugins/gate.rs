@@ -148,6 +148,17 @@ impl PluginGate {
             .collect()
     }
 
+    /// Whether any plugin in effect serves `hook`.
+    pub(crate) fn serves(&self, hook: Hook) -> bool {
+        !self.active.load().serving(hook).is_empty()
+    }
+
+    /// The plugins now serving `hook`, in config order, and where their failures are reported.
+    pub(crate) fn serving_now(&self, hook: Hook) -> (Vec<Arc<LoadedPlugin>>, Arc<PluginEvents>) {
+        let set = self.active.load();
+        (set.serving(hook).to_vec(), set.events.clone())
+    }
+
     /// The plugins in effect, in config order, with the interface version each was bound to.
     pub fn plugins(&self) -> Vec<PluginInfo> {
         self.active

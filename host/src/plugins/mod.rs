@@ -18,6 +18,7 @@
 //! - `convert`: host admission types to and from the WIT types, validating plugin output.
 //! - [`gate`]: the auth chain + room policy, fail-closed, with atomic reload.
 //! - `reporter`: plugin events (`plugin.loaded`, `plugin.reloaded`, `plugin.failed`).
+//! - `webhook_policy`: the `webhook` plugins deciding what the webhook outbox delivers.
 //! - `sighup`: reload on SIGHUP (`POST /admin/reload` lives in [`crate::admin`]).
 //! - `error`: [`PluginError`] (load) and [`CallFailure`] (call).
 //!
@@ -37,6 +38,7 @@ mod plugin;
 mod reporter;
 mod sighup;
 mod upstream;
+mod webhook_policy;
 
 pub use abi::AbiVersion;
 pub use config::{PluginConfig, PluginGrants, PluginLimits, UpstreamConfig};

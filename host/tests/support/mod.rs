@@ -5,6 +5,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod tls;
+pub mod webhooks;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

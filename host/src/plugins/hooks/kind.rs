@@ -92,10 +92,6 @@ pub(crate) enum BindError {
     #[error("does not export `{export}`")]
     Missing { export: String },
     /// The hook is newer than the version the component was built against.
-    #[expect(
-        dead_code,
-        reason = "returned by the first hook new in a later version (webhook, recorder)"
-    )]
     #[error("has no such hook in this version (it needs {since} or newer)")]
     NotInVersion { since: AbiVersion },
 }

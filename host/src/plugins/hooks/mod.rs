@@ -6,9 +6,11 @@
 //! - [`auth`]: `"auth"` — who is the caller? (`authenticator.authenticate`)
 //! - [`policy`]: `"room-policy"` — may this identity do this in this room now?
 //!   (`policy.check`)
+//! - [`webhook`]: `"webhook"` — which endpoints get an event, with which body?
+//!   (`webhook-router.route`, new in 0.2.0)
 //! - `kind`: the [`Hook`] handle and the traits every hook file implements.
 //!
-//! Adding a hook (webhook, recorder trigger): add its world to the newest WIT, write
+//! Adding a hook (recorder trigger): add its world to the newest WIT, write
 //! `hooks/<name>.rs` implementing `HookKind` and `Bound` with a `HOOK` constant, and list
 //! it in [`REGISTRY`]. Config validation, loading and the trial pick it up from there; its
 //! caller runs it with `LoadedPlugin::run(<name>::HOOK, ...)`.
@@ -16,12 +18,13 @@
 pub mod auth;
 mod kind;
 pub mod policy;
+pub mod webhook;
 
 pub use kind::Hook;
 pub(crate) use kind::{BindError, Bound};
 
 /// Every hook this host serves, in the order messages list them. One line per hook.
-pub static REGISTRY: &[Hook] = &[auth::HOOK, policy::HOOK];
+pub static REGISTRY: &[Hook] = &[auth::HOOK, policy::HOOK, webhook::HOOK];
 
 impl Hook {
     /// The registered hook called `name`.
@@ -35,7 +38,7 @@ impl Hook {
     }
 }
 
-/// The registry's names for messages: `"auth", "room-policy"`.
+/// The registry's names for messages: `"auth", "room-policy", "webhook"`.
 pub fn known_names() -> String {
     REGISTRY
         .iter()
@@ -76,7 +79,7 @@ mod tests {
         assert_eq!("room-policy".parse::<Hook>(), Ok(policy::HOOK));
         assert_eq!(
             "authz".parse::<Hook>().unwrap_err().to_string(),
-            "unknown hook \"authz\"; known hooks: \"auth\", \"room-policy\""
+            "unknown hook \"authz\"; known hooks: \"auth\", \"room-policy\", \"webhook\""
         );
         let mut names: Vec<&str> = Hook::all().iter().map(|h| h.name()).collect();
         names.sort_unstable();

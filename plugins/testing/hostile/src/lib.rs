@@ -3,9 +3,15 @@
 //! `config.mode` picks the misbehaviour; `config.phase` picks when (`call`, the default, or
 //! `configure`); `config.only_room` (a pattern) limits it to matching rooms, so one server can
 //! host a hostile room next to healthy ones. Mode `ok` behaves.
+//!
+//! Served as a `webhook` plugin it misbehaves on events (of rooms matching `only_room`):
+//! `oversized` reshapes into a body of megabytes, `empty-subject` names an endpoint that is not
+//! offered (bad output); the other modes loop, allocate or trap.
 
 use serde::Deserialize;
-use switchboard_plugin_sdk::{AuthRequest, Config, Deny, Identity, Plugin, glob};
+use switchboard_plugin_sdk::{
+    AuthRequest, Config, Deny, Identity, Plugin, WebhookDecision, WebhookEvent, glob,
+};
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -98,6 +104,17 @@ impl Plugin for Hostile {
             // Room policy returns no identity: oversize the denial reason instead.
             Mode::Oversized => Err(Deny::forbidden("x".repeat(4 << 20))),
             mode => misbehave(mode).map(|_| ()),
+        }
+    }
+
+    fn route_webhook(&self, event: &WebhookEvent) -> WebhookDecision {
+        match self.mode_for(event.room.as_deref().unwrap_or_default()) {
+            Mode::Oversized => WebhookDecision::reshaped(format!("\"{}\"", "x".repeat(4 << 20))),
+            Mode::EmptySubject => WebhookDecision::as_is().to(["no-such-endpoint"]),
+            mode => {
+                let _ = misbehave(mode);
+                WebhookDecision::as_is()
+            }
         }
     }
 }
