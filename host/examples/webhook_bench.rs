@@ -54,7 +54,10 @@ fn publish(bus: &EventBus, events: usize, rooms: usize) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let events = args.first().copied().unwrap_or(20_000);
     let rooms = args.get(1).copied().unwrap_or(50);
     let backlog = 10_000;

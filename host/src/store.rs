@@ -85,7 +85,10 @@ impl Store {
         f: impl FnOnce(&mut Write<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let txn = self.db.begin_write().map_err(|e| self.error(e))?;
-        let mut write = Write { txn: &txn, store: self };
+        let mut write = Write {
+            txn: &txn,
+            store: self,
+        };
         let result = f(&mut write)?;
         txn.commit().map_err(|e| self.error(e))?;
         Ok(result)
@@ -98,7 +101,10 @@ impl Store {
     ) -> Result<R, StoreError> {
         use redb::ReadableDatabase;
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
-        f(&Read { txn: &txn, store: self })
+        f(&Read {
+            txn: &txn,
+            store: self,
+        })
     }
 }
 
@@ -265,6 +271,9 @@ mod tests {
         let path = dir.path().join("s.redb");
         let _first = Store::open(&path).unwrap();
         let err = Store::open(&path).err().unwrap().to_string();
-        assert!(err.contains("s.redb") && err.contains("already open"), "{err}");
+        assert!(
+            err.contains("s.redb") && err.contains("already open"),
+            "{err}"
+        );
     }
 }

@@ -12,7 +12,10 @@ use support::webhooks::{self as wh, Consumer};
 use switchboard::client::Publisher;
 
 fn store(dir: &tempfile::TempDir) -> String {
-    format!("[store]\npath = \"{}\"\n", dir.path().join("store.redb").display())
+    format!(
+        "[store]\npath = \"{}\"\n",
+        dir.path().join("store.redb").display()
+    )
 }
 
 async fn room_life(base: &str, room: &str) {
@@ -53,19 +56,34 @@ async fn the_filter_plugin_drops_reshapes_and_routes() {
     let to_crm = crm.wait(T, has("r", "room.finished")).await;
     let to_audit = audit.wait(T, has("r", "session.ended")).await;
     let (crm_types, audit_types) = (types(&to_crm), types(&to_audit));
-    assert!(crm_types.contains(&"room.started".to_string()), "{crm_types:?}");
-    assert!(crm_types.contains(&"publish.started".to_string()), "no route: every endpoint");
-    assert!(!audit_types.iter().any(|t| t.starts_with("room.")), "{audit_types:?}");
+    assert!(
+        crm_types.contains(&"room.started".to_string()),
+        "{crm_types:?}"
+    );
+    assert!(
+        crm_types.contains(&"publish.started".to_string()),
+        "no route: every endpoint"
+    );
+    assert!(
+        !audit_types.iter().any(|t| t.starts_with("room.")),
+        "{audit_types:?}"
+    );
     assert!(audit_types.contains(&"publish.started".to_string()));
     for d in to_crm.iter().chain(&to_audit) {
-        assert!(!d["body"]["type"].as_str().unwrap().starts_with("plugin."), "excluded");
+        assert!(
+            !d["body"]["type"].as_str().unwrap().starts_with("plugin."),
+            "excluded"
+        );
         assert_eq!(d["body"]["source"], "test", "added field");
         assert!(d["body"]["data"].get("subject").is_none(), "redacted: {d}");
         assert_eq!(d["body"]["data"]["id"], d["id"], "still the event's id");
     }
     assert!(crm.refused().is_empty() && audit.refused().is_empty());
     let counters = server.outbox().unwrap().counters();
-    assert!(counters.dropped_by_plugin >= 1, "plugin.loaded was dropped: {counters:?}");
+    assert!(
+        counters.dropped_by_plugin >= 1,
+        "plugin.loaded was dropped: {counters:?}"
+    );
     assert_eq!(counters.plugin_failures, 0);
     server.shutdown().await;
 }
@@ -91,12 +109,18 @@ async fn a_trapping_plugin_loses_nothing() {
             published.push(e);
         }
     }
-    let delivered: Vec<&Value> = got.iter().filter(|d| d["body"]["data"]["room"] == "r").collect();
+    let delivered: Vec<&Value> = got
+        .iter()
+        .filter(|d| d["body"]["data"]["room"] == "r")
+        .collect();
     assert_eq!(delivered.len(), published.len(), "every event of the room");
     for (d, e) in delivered.iter().zip(&published) {
         assert_eq!(d["body"], e.to_json(), "delivered as is");
     }
     let counters = server.outbox().unwrap().counters();
-    assert!(counters.plugin_failures as usize >= published.len(), "{counters:?}");
+    assert!(
+        counters.plugin_failures as usize >= published.len(),
+        "{counters:?}"
+    );
     server.shutdown().await;
 }

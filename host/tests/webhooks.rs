@@ -124,7 +124,10 @@ async fn deliveries_verify_with_the_reference_library_and_tampering_does_not() {
     // The filtered endpoint got the room events only, verified under the old secret.
     let rooms = rooms_only.wait(T, has_finished("stage")).await;
     let types: Vec<String> = wh::summary(&rooms).into_iter().map(|(_, t, _)| t).collect();
-    assert!(!types.is_empty() && types.iter().all(|t| t.starts_with("room.")), "{types:?}");
+    assert!(
+        !types.is_empty() && types.iter().all(|t| t.starts_with("room.")),
+        "{types:?}"
+    );
     assert!(rooms_only.refused().is_empty());
     server.shutdown().await;
 }
@@ -149,7 +152,8 @@ async fn scripted() -> (Arc<Scripted>, String) {
         s.got.lock().unwrap().push((Instant::now(), status, body));
         let mut r = StatusCode::from_u16(status).unwrap().into_response();
         if let Some(after) = after {
-            r.headers_mut().insert("retry-after", after.parse().unwrap());
+            r.headers_mut()
+                .insert("retry-after", after.parse().unwrap());
         }
         if status == 302 {
             r.headers_mut()
@@ -228,7 +232,10 @@ async fn retry_after_gone_redirects_parking_and_replay() {
     assert_eq!(delivered(&gone, 410).len(), 1, "one 410 is enough");
     let parked = outbox.parked("gone", None, 100).unwrap().unwrap();
     assert!(parked.len() >= 10);
-    let page = outbox.parked("gone", Some(parked[3].seq), 2).unwrap().unwrap();
+    let page = outbox
+        .parked("gone", Some(parked[3].seq), 2)
+        .unwrap()
+        .unwrap();
     assert_eq!(page, parked[4..6].to_vec(), "pages continue after `after`");
     assert!(outbox.parked("nope", None, 1).unwrap().is_none());
 
@@ -237,7 +244,9 @@ async fn retry_after_gone_redirects_parking_and_replay() {
         eventually(T, || outbox.endpoints()[2]
             .last_error
             .as_deref()
-            .is_some_and(|e| e.contains("HTTP 302") && e.contains("not followed")))
+            .is_some_and(
+                |e| e.contains("HTTP 302") && e.contains("not followed")
+            ))
         .await
     );
     assert_eq!(outbox.endpoints()[2].delivered, 0);
@@ -296,13 +305,17 @@ async fn an_endpoint_down_too_long_is_parked_then_replayed() {
     let status = outbox.endpoints()[0].clone();
     assert!(status.last_error.is_some() && status.failing_since.is_some());
     let parked = outbox.parked("later", None, 1000).unwrap().unwrap();
-    assert!(parked[0].reason.as_deref().unwrap().contains("failing for over 1 s"));
+    assert!(
+        parked[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("failing for over 1 s")
+    );
 
     let consumer = Consumer::start(wh::SECRET, port);
     outbox.replay("later").await.unwrap();
-    let got = consumer
-        .wait(T, |got| got.len() >= parked.len())
-        .await;
+    let got = consumer.wait(T, |got| got.len() >= parked.len()).await;
     for room in ["a", "b"] {
         let ids: Vec<String> = wh::summary(&got)
             .into_iter()
@@ -314,7 +327,15 @@ async fn an_endpoint_down_too_long_is_parked_then_replayed() {
             .filter(|p| p.room.as_deref() == Some(room))
             .map(|p| p.event_id.clone())
             .collect();
-        assert_eq!(ids, expected, "room {room}: every event, in order; got {:?} refused {:?} status {:?} parked {:?}", wh::summary(&got), consumer.refused(), outbox.endpoints(), outbox.parked("later", None, 100));
+        assert_eq!(
+            ids,
+            expected,
+            "room {room}: every event, in order; got {:?} refused {:?} status {:?} parked {:?}",
+            wh::summary(&got),
+            consumer.refused(),
+            outbox.endpoints(),
+            outbox.parked("later", None, 100)
+        );
     }
     assert!(consumer.refused().is_empty());
     server.shutdown().await;

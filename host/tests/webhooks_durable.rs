@@ -50,7 +50,9 @@ async fn healthy(base: &str) {
 }
 
 async fn room_life(base: &str, room: &str) {
-    let publisher = Publisher::connect(base, room, &common::opts()).await.unwrap();
+    let publisher = Publisher::connect(base, room, &common::opts())
+        .await
+        .unwrap();
     assert_eq!(publisher.delete().await.unwrap(), 200);
 }
 
@@ -141,6 +143,9 @@ async fn consumer_down_server_killed_consumer_back_every_event_once_in_order() {
         let ids: Vec<&String> = events.iter().map(|(_, id)| id).collect();
         let mut sorted = ids.clone();
         sorted.sort();
-        assert_eq!(ids, sorted, "room {room}: ids (time-ordered) arrive in order");
+        assert_eq!(
+            ids, sorted,
+            "room {room}: ids (time-ordered) arrive in order"
+        );
     }
 }

@@ -58,7 +58,11 @@ impl WebhookEndpointConfig {
 
     /// The parsed secrets (validated at load, so this does not fail then).
     pub fn secrets(&self) -> Result<Vec<Secret>, String> {
-        self.secret.as_list().into_iter().map(Secret::parse).collect()
+        self.secret
+            .as_list()
+            .into_iter()
+            .map(Secret::parse)
+            .collect()
     }
 }
 
@@ -154,7 +158,10 @@ pub fn validate(endpoints: &[WebhookEndpointConfig], outbox: &OutboxConfig) -> R
         if !names.insert(e.name.as_str()) {
             return Err(invalid(
                 "webhooks.name",
-                format!("{:?} is used by two endpoints; names must be unique", e.name),
+                format!(
+                    "{:?} is used by two endpoints; names must be unique",
+                    e.name
+                ),
             ));
         }
         match reqwest::Url::parse(&e.url) {

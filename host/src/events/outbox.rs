@@ -497,7 +497,8 @@ impl Outbox {
         if self.tx.send(Command::Stop(tx)).is_ok() {
             let _ = rx.await;
         }
-        if let Some(handle) = self.writer.lock().take() {
+        let handle = self.writer.lock().take();
+        if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
     }
@@ -555,10 +556,7 @@ impl Writer {
     fn apply(&mut self, batch: Vec<Command>) -> bool {
         let (view, fx) = loop {
             let mut view = self.view.clone();
-            match self
-                .store
-                .write(|w| self.write_batch(w, &batch, &mut view))
-            {
+            match self.store.write(|w| self.write_batch(w, &batch, &mut view)) {
                 Ok(fx) => break (view, fx),
                 Err(e) => {
                     self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
@@ -806,7 +804,11 @@ impl Writer {
         view.parked[idx] -= n;
         view.queued[idx] += n;
         view.states[idx] = EndpointState::Active;
-        w.insert(ENDPOINTS, name.as_bytes(), &json(&EndpointRecord::default()))?;
+        w.insert(
+            ENDPOINTS,
+            name.as_bytes(),
+            &json(&EndpointRecord::default()),
+        )?;
         let queued = w
             .scan(QUEUE, &prefix(name), usize::MAX)?
             .into_iter()

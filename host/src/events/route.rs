@@ -141,7 +141,10 @@ mod tests {
                 .map(|(i, b)| format!("{}={b}", eps[i].name()))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names(apply(&eps, &m, &body, &as_is)), ["all={}", "rooms={}"]);
+        assert_eq!(
+            names(apply(&eps, &m, &body, &as_is)),
+            ["all={}", "rooms={}"]
+        );
         assert!(apply(&eps, &m, &body, &Verdict::Drop).is_empty());
         let failed = Verdict::Failed {
             who: "p".into(),

@@ -43,7 +43,10 @@ impl Secret {
                 bytes.len()
             ));
         }
-        Ok(Secret(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes)))
+        Ok(Secret(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            &bytes,
+        )))
     }
 
     fn sign(&self, signed: &[u8]) -> String {

@@ -278,7 +278,10 @@ pub enum Report {
     /// Set this one delivery aside.
     ParkOne { seq: u64, reason: String },
     /// Set every delivery aside, and the ones that come until a replay.
-    Park { state: EndpointState, reason: String },
+    Park {
+        state: EndpointState,
+        reason: String,
+    },
 }
 
 /// Reads a delivery's event id and body, `None` if it is no longer queued.
@@ -469,7 +472,10 @@ impl Dispatcher {
             }
             Outcome::Gone => {
                 self.failed("HTTP 410 Gone: endpoint disabled".into(), now);
-                self.park(EndpointState::Disabled, "the endpoint answered 410 Gone".into());
+                self.park(
+                    EndpointState::Disabled,
+                    "the endpoint answered 410 Gone".into(),
+                );
             }
             Outcome::Retry { error, after } => {
                 self.failed(error.clone(), now);

@@ -50,7 +50,11 @@ impl WebhookPolicy for PluginGate {
     }
 }
 
-async fn chain(plugins: &[Arc<LoadedPlugin>], events: &PluginEvents, input: PolicyInput) -> Verdict {
+async fn chain(
+    plugins: &[Arc<LoadedPlugin>],
+    events: &PluginEvents,
+    input: PolicyInput,
+) -> Verdict {
     let mut event = WebhookEvent {
         id: input.id,
         event_type: input.event_type,
@@ -110,9 +114,8 @@ fn check(event: &WebhookEvent, decision: Decision) -> Result<Decision, CallFailu
                 body.len()
             )));
         }
-        serde_json::from_str::<serde::de::IgnoredAny>(body).map_err(|e| {
-            CallFailure::BadOutput(format!("reshaped body is not JSON: {e}"))
-        })?;
+        serde_json::from_str::<serde::de::IgnoredAny>(body)
+            .map_err(|e| CallFailure::BadOutput(format!("reshaped body is not JSON: {e}")))?;
     }
     for name in decision.endpoints.iter().flatten() {
         if !event.endpoints.contains(name) {

@@ -65,7 +65,8 @@ impl Consumer {
             .expect("run webhook_consumer.py");
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
         let mut first = String::new();
-        out.read_line(&mut first).expect("the consumer prints its port");
+        out.read_line(&mut first)
+            .expect("the consumer prints its port");
         let port = serde_json::from_str::<Value>(&first).expect("port line")["port"]
             .as_u64()
             .expect("port") as u16;
@@ -139,7 +140,11 @@ pub fn verify(secret: &str, headers: &[(&str, &str)], body: &str) -> Result<(), 
     }
     let out = child.wait_with_output().expect("verify output");
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if out.status.success() { Ok(()) } else { Err(said) }
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(said)
+    }
 }
 
 /// A `[[webhooks]]` entry.
