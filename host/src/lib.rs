@@ -3,7 +3,10 @@
 //! Where things live:
 //! - [`signalling`]: the HTTP surface — WHIP, WHEP, session resources, health, pages.
 //! - [`sfu`]: the core — rooms, sessions, peer connections and the RTP forwarding hot path.
-//! - [`admin`]: the operator API under `/admin/` (plugin reload), behind a bearer token.
+//! - [`admin`]: the operator API under `/admin/` (rooms, sessions, plugins, its OpenAPI
+//!   document), behind a bearer token; the public room list `/api/rooms`.
+//! - [`metrics`]: `GET /metrics` (Prometheus), every metric name in one table.
+//! - [`health`]: `GET /readyz`, each dependency's state.
 //! - [`auth`]: the admission interface the core and HTTP layer ask before any work.
 //! - [`config`]: `config.toml` + environment, validated at start-up.
 //! - [`plugins`]: the WebAssembly plugin runtime that implements [`auth::Gatekeeper`].
@@ -20,8 +23,10 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod events;
+pub mod health;
 pub mod loadgen;
 pub mod logging;
+pub mod metrics;
 pub mod plugins;
 pub mod server;
 pub mod sfu;

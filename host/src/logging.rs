@@ -1,5 +1,6 @@
-//! Log output of the server binary: the configured filter, and a rate limit on what the
-//! WebRTC library logs.
+//! Log output of the server binary: the configured filter and format (`log.format`: text
+//! lines, or one JSON object per line for log pipelines), and a rate limit on what the WebRTC
+//! library logs.
 //!
 //! webrtc-rs logs per packet in some paths: a session whose client never sent candidates
 //! logged ~47 warnings a second ("IceHandler.handle_read got error: password is empty"), so a
@@ -28,17 +29,21 @@ pub fn suppressed() -> u64 {
     SUPPRESSED.load(Ordering::Relaxed)
 }
 
-/// Install the binary's subscriber: `filter` (an `EnvFilter` directive string, `RUST_LOG`
-/// wins), library lines rate-limited, to stderr.
-pub fn init(filter: &str) {
+/// Install the binary's subscriber: `log.filter` (an `EnvFilter` directive string, `RUST_LOG`
+/// wins), in `log.format`, library lines rate-limited, to stderr.
+pub fn init(config: &crate::config::LogConfig) {
     use tracing_subscriber::prelude::*;
     let env = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.filter));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match config.format {
+        crate::config::LogFormat::Text => fmt.boxed(),
+        // One object per line: timestamp, level, target, fields, and the spans around it.
+        crate::config::LogFormat::Json => fmt.json().with_current_span(true).boxed(),
+    };
     tracing_subscriber::registry()
         .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(env)
+            fmt.with_filter(env)
                 .with_filter(LibraryRateLimit::default()),
         )
         .init();

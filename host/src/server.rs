@@ -1,5 +1,6 @@
 //! Wiring: config -> admission -> SFU -> HTTP, and an orderly shutdown.
 
+use crate::admin::AdminState;
 use crate::auth::Gatekeeper;
 use crate::config::Config;
 use crate::events::EventBus;
@@ -25,6 +26,8 @@ pub struct Server {
     stop: watch::Sender<bool>,
     http: JoinHandle<()>,
     plugins: Arc<PluginGate>,
+    metrics: Arc<crate::metrics::Metrics>,
+    checks: Arc<crate::health::Checks>,
     outbox: Option<Arc<Outbox>>,
 }
 
@@ -42,11 +45,45 @@ impl Server {
         let sfu = Sfu::new(&config, gate, events);
         let ready = Arc::new(AtomicBool::new(false));
         let state = AppState::new(&config, sfu.clone(), ready.clone());
-        // `POST /admin/reload` answers 404 unless `admin.token` is set.
-        let app = signalling::router(&config, state).merge(crate::admin::router(
-            plugins.clone(),
-            Some(config.admin.token.clone()),
+        let metrics = crate::metrics::Metrics::new();
+        metrics.watch_sfu(&sfu);
+        metrics.watch_plugins(&plugins);
+        let checks = crate::health::Checks::new(ready.clone());
+        checks.add(Arc::new(crate::health::Plugins(Arc::downgrade(&plugins))));
+        // Readiness, metrics and the public room list answer only for hosts we are.
+        let mut observe = crate::health::routes(checks.clone()).merge(
+            crate::admin::public_router(
+                sfu.clone(),
+                &config.public_api,
+                &config.http.cors_origins,
+            ),
+        );
+        if config.metrics.enabled {
+            observe = observe.merge(crate::metrics::routes(
+                metrics.clone(),
+                &config.metrics.token,
+            ));
+        }
+        let hosts = Arc::new(crate::signalling::host_check::HostCheck::new(
+            &config.http.public_url,
+            &config.http.allowed_hosts,
         ));
+        let observe = observe.layer(axum::middleware::from_fn_with_state(
+            hosts,
+            crate::signalling::host_check::check_host,
+        ));
+        // Admin routes answer 404 unless `admin.token` is set.
+        let admin = crate::admin::router(
+            AdminState::new(sfu.clone(), plugins.clone()),
+            Some(config.admin.token.clone()),
+        );
+        let app = signalling::router(&config, state)
+            .merge(admin)
+            .merge(observe)
+            .layer(axum::middleware::from_fn_with_state(
+                metrics.join_histograms(),
+                crate::metrics::time_joins,
+            ));
 
         let listener = tokio::net::TcpListener::bind(config.http.bind)
             .await
@@ -72,6 +109,8 @@ impl Server {
             stop,
             http,
             plugins,
+            metrics,
+            checks,
             outbox,
         })
     }
@@ -109,6 +148,16 @@ impl Server {
     /// The plugin gate, to reload plugins (SIGHUP, tests) or set where reloads read config.
     pub fn plugins(&self) -> &Arc<PluginGate> {
         &self.plugins
+    }
+
+    /// This server's metrics (what `GET /metrics` renders).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// What `GET /readyz` asks; add a dependency with `checks().add(...)`.
+    pub fn checks(&self) -> &Arc<crate::health::Checks> {
+        &self.checks
     }
 
     /// The webhook outbox, when `[[webhooks]]` are configured.

@@ -195,7 +195,13 @@ async fn admin_endpoint_reloads_with_a_bearer_token() {
     let gate = gate_from_file(&config).await;
 
     let serve = |token: Option<&str>| {
-        let app = admin::router(gate.clone(), token.map(String::from));
+        let sfu = switchboard::sfu::Sfu::new(
+            &switchboard::config::Config::default(),
+            gate.clone(),
+            switchboard::events::EventBus::default(),
+        );
+        let state = admin::AdminState::new(sfu, gate.clone());
+        let app = admin::router(state, token.map(String::from));
         async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let url = format!("http://{}/admin/reload", listener.local_addr().unwrap());

@@ -1,8 +1,10 @@
 //! Prerequisites of the tests that use independent implementations through Python and the
-//! OpenSSL CLI: PyJWT + cryptography mint real JWTs (`host/tests/support/`), standardwebhooks
-//! verifies webhook deliveries (`host/tests/webhooks*.rs`), PyAV's bundled
-//! FFmpeg publishes over its `whip` muxer (`host/tests/ffmpeg_whip.rs`), and `openssl` makes
-//! the certificates those tests hand to their peers.
+//! OpenSSL CLI: PyJWT + cryptography mint real JWTs (`host/tests/support/`), PyAV's bundled
+//! FFmpeg publishes over its `whip` muxer (`host/tests/ffmpeg_whip.rs`), `prometheus_client`
+//! parses `/metrics` (`host/tests/metrics.rs`), `schemathesis` tests the served OpenAPI
+//! document (`host/tests/openapi.rs`), `standardwebhooks` verifies webhook deliveries
+//! (`host/tests/webhooks*.rs`), and `openssl` makes the certificates those tests hand
+//! to their peers.
 
 use crate::system::{apt_install, command_stdout};
 use anyhow::{Context, Result, bail};
@@ -10,16 +12,17 @@ use std::process::Command;
 
 /// pip requirement specs. PyAV 18 bundles FFmpeg 8, whose `whip` muxer the FFmpeg test uses
 /// (FFmpeg 7.1 has it too, but PyAV's wheels jumped from 7.0 to 8).
-/// `standardwebhooks` (the scheme's reference library) verifies every webhook delivery.
-const PYTHON_PACKAGES: [&str; 4] = [
+const PYTHON_PACKAGES: [&str; 6] = [
     "pyjwt>=2.8",
     "cryptography>=42",
     "av>=18",
+    "prometheus_client>=0.20",
+    "schemathesis>=4",
     "standardwebhooks>=1.0",
 ];
 
 /// Succeeds when every module imports and PyAV's FFmpeg has the `whip` muxer.
-const PROBE: &str = "import jwt, cryptography, av, standardwebhooks, sys; \
+const PROBE: &str = "import jwt, cryptography, av, prometheus_client, schemathesis, standardwebhooks, sys; \
                      sys.exit(0 if 'whip' in av.formats_available else 3)";
 
 /// Makes sure `python3` has PyJWT, cryptography and PyAV (with `whip`), and that `openssl` runs.
@@ -43,14 +46,16 @@ fn ensure_python_modules() -> Result<()> {
     if command_stdout("python3", &["--version"]).is_none() {
         apt_install(
             &["python3", "python3-pip"],
-            "python3 runs PyJWT (JWT tests) and PyAV (the FFmpeg WHIP test)",
+            "python3 runs PyJWT (JWT tests), PyAV (the FFmpeg WHIP test), prometheus_client \
+             and schemathesis (the metrics and OpenAPI tests)",
         )?;
     }
     if probe() {
         return Ok(());
     }
     eprintln!(
-        "xtask: installing {} with pip (PyJWT mints real JWTs; PyAV's FFmpeg publishes over WHIP)",
+        "xtask: installing {} with pip (PyJWT mints real JWTs; PyAV's FFmpeg publishes over WHIP; \
+         prometheus_client parses /metrics; schemathesis tests the OpenAPI document)",
         PYTHON_PACKAGES.join(" ")
     );
     let pip = |break_system_packages: bool| {

@@ -1,32 +1,75 @@
 //! The admin API: operator endpoints under `/admin/`, behind `Authorization: Bearer
-//! <admin.token>`.
+//! <admin.token>`, and the public read-only room list for lobby pages (`/api/rooms`).
 //!
 //! - this file: [`router`] — merges every admin route and checks the bearer token in front
 //!   of all of them (constant-time). With no token configured every admin route answers 404,
-//!   as if it did not exist: an unprotected admin endpoint is never exposed.
-//! - [`plugins`]: `POST /admin/reload` — reload the plugins without a restart.
+//!   as if it did not exist: an unprotected admin endpoint is never exposed. [`public_router`]
+//!   — `GET /api/rooms`, only when `public_api.enabled`.
+//! - [`rooms`]: list rooms, one room in detail, close a room; the public room list.
+//! - [`sessions`]: one session, kick one session.
+//! - [`plugins`]: list plugins with health and call statistics; reload them.
+//! - [`openapi`]: the OpenAPI 3.1 document of all of the above (`GET /admin/openapi.json`),
+//!   generated from the handlers' annotations.
 //! - `error`: the JSON error body every admin route uses.
 //!
 //! Errors are JSON `{"error": "..."}`; a missing or wrong token is 401 with
 //! `WWW-Authenticate: Bearer`.
 
 mod error;
+pub mod openapi;
 pub mod plugins;
+pub mod rooms;
+pub mod sessions;
 
+use crate::config::PublicApiConfig;
 use crate::plugins::PluginGate;
+use crate::sfu::Sfu;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+pub use error::ErrorBody;
 use error::error;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
+/// What the admin routes act on. Cheap to clone.
+#[derive(Clone)]
+pub struct AdminState {
+    pub sfu: Arc<Sfu>,
+    pub plugins: Arc<PluginGate>,
+}
+
+impl AdminState {
+    pub fn new(sfu: Arc<Sfu>, plugins: Arc<PluginGate>) -> Self {
+        AdminState { sfu, plugins }
+    }
+}
+
 /// Every admin route, with the token check applied. Merge it into the application router:
-/// `app.merge(admin::router(gate, token))`. An empty or absent `token` disables them (404).
-pub fn router(gate: Arc<PluginGate>, token: Option<String>) -> axum::Router {
+/// `app.merge(admin::router(state, token))`. An empty or absent `token` disables them (404).
+pub fn router(state: AdminState, token: Option<String>) -> axum::Router {
     let token: Option<Arc<[u8; 32]>> = token.filter(|t| !t.is_empty()).map(|t| Arc::new(sha(&t)));
-    plugins::routes(gate).route_layer(middleware::from_fn_with_state(token, require_token))
+    axum::Router::new()
+        .merge(rooms::routes())
+        .merge(sessions::routes())
+        .merge(plugins::routes())
+        .merge(openapi::routes())
+        .route_layer(middleware::from_fn_with_state(token, require_token))
+        .with_state(state)
+}
+
+/// `GET /api/rooms` for lobby pages: no token, read-only, only when `config.enabled` (else
+/// the route does not exist). CORS as `http.cors_origins` says.
+pub fn public_router(
+    sfu: Arc<Sfu>,
+    config: &PublicApiConfig,
+    cors_origins: &[String],
+) -> axum::Router {
+    if !config.enabled {
+        return axum::Router::new();
+    }
+    rooms::public_routes(sfu, config, cors_origins)
 }
 
 /// 404 without a configured token; 401 unless the request carries it.

@@ -41,6 +41,12 @@ pub struct Config {
     pub admin: AdminConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    /// `GET /metrics` (Prometheus text format).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// The public read-only room list for lobby pages (`GET /api/rooms`).
+    #[serde(default)]
+    pub public_api: PublicApiConfig,
     /// WebAssembly plugins deciding admission, in evaluation order (see docs/plugins.md).
     /// None: everyone is admitted (loopback only, unless `auth.allow_unauthenticated_public`).
     #[serde(default)]
@@ -195,6 +201,47 @@ pub struct LimitsConfig {
 pub struct LogConfig {
     /// `tracing` filter, e.g. `info` or `switchboard=debug,webrtc=warn`. `RUST_LOG` wins if set.
     pub filter: String,
+    /// `text` (human-readable lines) or `json` (one JSON object per line, for log pipelines).
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `GET /metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`.
+    pub enabled: bool,
+    /// When set, scrapes must send `Authorization: Bearer <token>` (401 otherwise).
+    pub token: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            token: String::new(),
+        }
+    }
+}
+
+/// `GET /api/rooms`: live rooms and their viewer counts, without a token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicApiConfig {
+    /// Serve `/api/rooms` (off by default: room names may be private).
+    pub enabled: bool,
+    /// Rooms never listed: names or patterns with `*` (e.g. `"private-*"`).
+    pub hidden_rooms: Vec<String>,
 }
 
 impl Default for Config {
@@ -245,7 +292,10 @@ impl Default for Config {
             },
             log: LogConfig {
                 filter: "info".into(),
+                format: LogFormat::Text,
             },
+            metrics: MetricsConfig::default(),
+            public_api: PublicApiConfig::default(),
             plugins: Vec::new(),
             upstreams: Default::default(),
             webhooks: Vec::new(),

@@ -85,4 +85,16 @@ impl CallFailure {
             CallFailure::NotServed(_) => "hook not served",
         }
     }
+
+    /// The outcome label in call statistics and metrics (`plugins::stats::OUTCOMES`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            CallFailure::Timeout(_) => "timeout",
+            CallFailure::OutOfMemory(_) => "out_of_memory",
+            CallFailure::Trap(_) => "trap",
+            CallFailure::Configure(_) => "misconfigured",
+            CallFailure::BadOutput(_) => "bad_output",
+            CallFailure::NotServed(_) => "not_served",
+        }
+    }
 }

@@ -24,6 +24,7 @@ use super::imports::PluginShared;
 use super::kv::KvStore;
 use super::plugin::{Budget, LoadedPlugin};
 use super::reporter::PluginEvents;
+use super::stats::{HookSnapshot, LatencyHistograms, PluginStats};
 use super::upstream::Upstreams;
 use crate::auth::{AdmitRequest, Denied, Gatekeeper, Identity};
 use crate::events::EventBus;
@@ -66,6 +67,27 @@ pub struct PluginInfo {
     pub hooks: Vec<Hook>,
 }
 
+/// One plugin in effect with its health and call statistics ([`PluginGate::status`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginStatus {
+    pub info: PluginInfo,
+    /// The component file, and the SHA-256 of what was loaded from it.
+    pub path: std::path::PathBuf,
+    pub sha256: String,
+    /// When this version of the plugin was loaded (start-up or the last reload).
+    pub loaded_at: SystemTime,
+    /// Per configured hook, in config order; counted since start-up, across reloads.
+    pub calls: Vec<HookSnapshot>,
+}
+
+impl PluginStatus {
+    /// Healthy unless the last call of one of its hooks failed (trap, timeout, memory, bad
+    /// output): with fail-closed hooks, a failing plugin is refusing requests.
+    pub fn healthy(&self) -> bool {
+        self.calls.iter().all(|c| c.consecutive_failures == 0)
+    }
+}
+
 /// What a successful reload did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReloadReport {
@@ -80,6 +102,8 @@ pub struct PluginGate {
     active: ArcSwap<PluginSet>,
     /// KV stores by plugin name, kept across reloads.
     kv: Mutex<HashMap<String, Arc<KvStore>>>,
+    /// Call statistics by plugin name, kept across reloads, and what makes their histograms.
+    stats: Arc<StatsByName>,
     source: Mutex<Option<Arc<ReloadSource>>>,
     reloading: tokio::sync::Mutex<()>,
     /// Counts successful reloads; the SFU re-checks every live session on each.
@@ -97,10 +121,12 @@ impl PluginGate {
     ) -> Result<Self, PluginError> {
         let kv = Mutex::new(HashMap::new());
         let events = Arc::new(PluginEvents::default());
-        let set = load_set(&kv, &events, plugins, upstreams).await?;
+        let stats = Arc::new(StatsByName::default());
+        let set = load_set(&kv, &stats, &events, plugins, upstreams).await?;
         Ok(PluginGate {
             active: ArcSwap::from_pointee(set),
             kv,
+            stats,
             source: Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
             reloads: tokio::sync::watch::channel(0).0,
@@ -173,6 +199,36 @@ impl PluginGate {
             .collect()
     }
 
+    /// The plugins in effect, in config order, with their health and call statistics.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        let set = self.active.load();
+        set.loaded
+            .iter()
+            .map(|p| PluginStatus {
+                info: PluginInfo {
+                    name: p.name().to_string(),
+                    interface: p.abi,
+                    hooks: p.config.hooks.clone(),
+                },
+                path: p.config.path.clone(),
+                sha256: p.hash.iter().map(|b| format!("{b:02x}")).collect(),
+                loaded_at: p.loaded_at,
+                calls: p.stats.snapshot(&p.config.hooks),
+            })
+            .collect()
+    }
+
+    /// Record each plugin call's latency in the histogram `histograms` makes for its plugin
+    /// and hook (`crate::metrics` does this at start-up); plugins loaded later get theirs too.
+    pub fn record_latency_in(&self, histograms: LatencyHistograms) {
+        let by_name = self.stats.by_name.lock();
+        for stats in by_name.values() {
+            stats.attach(&histograms);
+        }
+        let _ = self.stats.histograms.set(histograms);
+        drop(by_name);
+    }
+
     /// Reload from the reload source (or the current config): recompile, validate, swap.
     /// On any error the plugins in effect stay as they were.
     pub async fn reload(&self) -> Result<ReloadReport, PluginError> {
@@ -198,7 +254,7 @@ impl PluginGate {
         let _one_at_a_time = self.reloading.lock().await;
         let started = Instant::now();
         let result = async {
-            let set = load_set(&self.kv, &self.events, plugins, upstreams).await?;
+            let set = load_set(&self.kv, &self.stats, &self.events, plugins, upstreams).await?;
             if !self.active.load().serving(auth::HOOK).is_empty()
                 && set.serving(auth::HOOK).is_empty()
             {
@@ -243,32 +299,27 @@ impl PluginGate {
         for plugin in chain {
             let failed = |f| failed(&set.events, plugin, auth::HOOK, f);
             let decision = plugin
-                .run(
+                .run_checked(
                     auth::HOOK,
                     budget,
                     async |a: &Authenticator, store, instance| {
                         a.authenticate(store, instance, req).await
                     },
+                    checked_decision(to_identity),
                 )
                 .await
                 .map_err(failed)?;
             match decision {
                 Ok(identity) => {
-                    let identity = to_identity(identity).map_err(failed)?;
                     if expired(&identity, SystemTime::now()) {
                         return Err(Denied::Unauthorized("credential expired".into()));
                     }
                     return Ok(identity);
                 }
-                Err(deny) => {
-                    let reason = to_reason(&deny).map_err(failed)?;
-                    match deny.kind {
-                        wit::DenyKind::Forbidden => return Err(Denied::Forbidden(reason)),
-                        wit::DenyKind::Unauthorized => {
-                            if !reasons.contains(&reason) {
-                                reasons.push(reason);
-                            }
-                        }
+                Err((wit::DenyKind::Forbidden, reason)) => return Err(Denied::Forbidden(reason)),
+                Err((wit::DenyKind::Unauthorized, reason)) => {
+                    if !reasons.contains(&reason) {
+                        reasons.push(reason);
                     }
                 }
             }
@@ -289,18 +340,18 @@ impl PluginGate {
         for plugin in policies {
             let failed = |f| failed(&set.events, plugin, policy::HOOK, f);
             let decision = plugin
-                .run(
+                .run_checked(
                     policy::HOOK,
                     Budget::Admission,
                     async |p: &Policy, store, instance| {
                         p.check(store, instance, req, &identity).await
                     },
+                    checked_decision(Ok),
                 )
                 .await
                 .map_err(failed)?;
-            if let Err(deny) = decision {
-                let reason = to_reason(&deny).map_err(failed)?;
-                return Err(match deny.kind {
+            if let Err((kind, reason)) = decision {
+                return Err(match kind {
                     wit::DenyKind::Unauthorized => Denied::Unauthorized(reason),
                     wit::DenyKind::Forbidden => Denied::Forbidden(reason),
                 });
@@ -372,8 +423,43 @@ impl Gatekeeper for PluginGate {
     }
 }
 
+/// A plugin's decision with its output validated: `allow` converts what it allows, a denial
+/// becomes its kind and reason. Invalid output is the plugin's failure (`BadOutput`).
+fn checked_decision<A, T>(
+    allow: impl FnOnce(A) -> Result<T, CallFailure>,
+) -> impl FnOnce(Result<A, wit::Deny>) -> Result<Result<T, (wit::DenyKind, String)>, CallFailure> {
+    move |decision| match decision {
+        Ok(allowed) => allow(allowed).map(Ok),
+        Err(deny) => to_reason(&deny).map(|reason| Err((deny.kind, reason))),
+    }
+}
+
+/// Call statistics by plugin name, kept across reloads.
+#[derive(Default)]
+struct StatsByName {
+    by_name: Mutex<HashMap<String, Arc<PluginStats>>>,
+    histograms: std::sync::OnceLock<LatencyHistograms>,
+}
+
+impl StatsByName {
+    fn of(&self, name: &str) -> Arc<PluginStats> {
+        let mut by_name = self.by_name.lock();
+        by_name
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                let stats = PluginStats::new(name);
+                if let Some(h) = self.histograms.get() {
+                    stats.attach(h);
+                }
+                Arc::new(stats)
+            })
+            .clone()
+    }
+}
+
 async fn load_set(
     kv: &Mutex<HashMap<String, Arc<KvStore>>>,
+    stats: &StatsByName,
     events: &Arc<PluginEvents>,
     plugins: Vec<PluginConfig>,
     upstreams: BTreeMap<String, UpstreamConfig>,
@@ -399,7 +485,8 @@ async fn load_set(
             store,
             http.clone(),
         ));
-        let loaded = Arc::new(LoadedPlugin::load(runtime.clone(), plugin, shared).await?);
+        let stats = stats.of(&plugin.name);
+        let loaded = Arc::new(LoadedPlugin::load(runtime.clone(), plugin, shared, stats).await?);
         for &hook in hooks::REGISTRY {
             if loaded.serves(hook) {
                 set.serving.entry(hook).or_default().push(loaded.clone());

@@ -17,6 +17,7 @@
 //! - [`kv`], `upstream`: the key-value store and the named HTTP upstreams behind them.
 //! - `convert`: host admission types to and from the WIT types, validating plugin output.
 //! - [`gate`]: the auth chain + room policy, fail-closed, with atomic reload.
+//! - [`stats`]: call statistics per plugin and hook (admin API, readiness, metrics).
 //! - `reporter`: plugin events (`plugin.loaded`, `plugin.reloaded`, `plugin.failed`).
 //! - `webhook_policy`: the `webhook` plugins deciding what the webhook outbox delivers.
 //! - `sighup`: reload on SIGHUP (`POST /admin/reload` lives in [`crate::admin`]).
@@ -37,6 +38,7 @@ pub mod kv;
 mod plugin;
 mod reporter;
 mod sighup;
+pub mod stats;
 mod upstream;
 mod webhook_policy;
 
@@ -44,6 +46,6 @@ pub use abi::AbiVersion;
 pub use config::{PluginConfig, PluginGrants, PluginLimits, UpstreamConfig};
 pub use engine::CACHE_DIR_ENV;
 pub use error::{CallFailure, PluginError};
-pub use gate::{PluginGate, PluginInfo, ReloadReport, ReloadSource};
+pub use gate::{PluginGate, PluginInfo, PluginStatus, ReloadReport, ReloadSource};
 pub use hooks::{Hook, UnknownHook};
 pub use sighup::spawn_sighup_reload;

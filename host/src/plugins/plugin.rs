@@ -15,6 +15,7 @@ use super::error::{CallFailure, PluginError};
 use super::grants;
 use super::hooks::{BindError, Bound, Hook};
 use super::imports::{CallState, PluginShared};
+use super::stats::{PluginStats, Verdict};
 use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +39,11 @@ pub struct LoadedPlugin {
     pub hash: ContentHash,
     /// The interface version the component was built against.
     pub abi: AbiVersion,
+    /// When it was loaded (start-up or reload).
+    pub loaded_at: std::time::SystemTime,
     shared: Arc<PluginShared>,
+    /// Call statistics, kept by name across reloads.
+    pub stats: Arc<PluginStats>,
     runtime: Arc<Runtime>,
     pre: InstancePre<CallState>,
     lifecycle: Lifecycle,
@@ -67,6 +72,7 @@ impl LoadedPlugin {
         runtime: Arc<Runtime>,
         config: PluginConfig,
         shared: Arc<PluginShared>,
+        stats: Arc<PluginStats>,
     ) -> Result<Self, PluginError> {
         let name = config.name.clone();
         let started = Instant::now();
@@ -139,7 +145,9 @@ impl LoadedPlugin {
             config,
             hash,
             abi,
+            loaded_at: std::time::SystemTime::now(),
             shared,
+            stats,
             runtime,
             pre,
             lifecycle,
@@ -279,7 +287,45 @@ impl LoadedPlugin {
     /// Run `body` with `hook`'s bound export (the hook file's type `B`, which carries the
     /// typed call) on a fresh configured instance, within the plugin's deadline:
     /// `plugin.run(auth::HOOK, Budget::Admission, async |a: &Authenticator, store, instance| ...)`.
+    /// Counted as [`LoadedPlugin::run_checked`] counts, every output as `allowed`.
     pub async fn run<B: Bound, R>(
+        &self,
+        hook: Hook,
+        budget: Budget,
+        body: impl AsyncFnOnce(&B, &mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, CallFailure> {
+        /// Any output: a decision, never a denial.
+        struct Output<R>(R);
+        impl<R> Verdict for Output<R> {
+            fn denied(&self) -> bool {
+                false
+            }
+        }
+        self.run_checked(hook, budget, body, |r| Ok(Output(r)))
+            .await
+            .map(|o| o.0)
+    }
+
+    /// Like [`LoadedPlugin::run`], then `check` the output (bad output is the plugin's
+    /// failure too) and tell a denial from an allowed request.
+    ///
+    /// Every call is counted once in [`LoadedPlugin::stats`]: its outcome (allowed, denied or
+    /// the failure's kind) and how long the caller waited, permit included.
+    pub async fn run_checked<B: Bound, R, T: Verdict>(
+        &self,
+        hook: Hook,
+        budget: Budget,
+        body: impl AsyncFnOnce(&B, &mut Store<CallState>, &Instance) -> wasmtime::Result<R>,
+        check: impl FnOnce(R) -> Result<T, CallFailure>,
+    ) -> Result<T, CallFailure> {
+        let started = Instant::now();
+        let outcome = self.call(hook, budget, body).await.and_then(check);
+        let verdict = outcome.as_ref().map(Verdict::denied);
+        self.stats.record(hook, started.elapsed(), verdict);
+        outcome
+    }
+
+    async fn call<B: Bound, R>(
         &self,
         hook: Hook,
         budget: Budget,

@@ -187,7 +187,10 @@ impl ViewerSink {
         };
         if refused > 0 {
             self.dropped.fetch_add(refused, Ordering::Relaxed);
-            self.states.media.dropped.fetch_add(refused, Ordering::Relaxed);
+            self.states
+                .media
+                .dropped
+                .fetch_add(refused, Ordering::Relaxed);
         }
         self.states.media.add(sent, bytes);
         sent
@@ -200,6 +203,8 @@ pub struct HubStats {
     pub received_packets: AtomicU64,
     pub forwarded_packets: AtomicU64,
     pub keyframe_requests: AtomicU64,
+    /// Keyframe requests (PLI/FIR) viewers sent (counted where they arrive, not here).
+    pub viewer_keyframe_requests: AtomicU64,
     /// Packets of the publisher's other streams (simulcast layers, tracks) not forwarded.
     pub unselected_packets: AtomicU64,
     /// Times viewers were moved to another stream of the publisher.

@@ -100,6 +100,16 @@ impl Sfu {
         self.ctx.registry.session_count()
     }
 
+    /// What the sessions and rooms moved since start, live and ended (`/metrics`).
+    pub fn totals(&self) -> registry::Totals {
+        self.ctx.registry.totals()
+    }
+
+    /// Whether the server is shutting down (readiness).
+    pub fn is_shutting_down(&self) -> bool {
+        self.ctx.is_shutting_down()
+    }
+
     pub fn room(&self, name: &str) -> Option<Arc<Room>> {
         self.ctx.registry.room(name)
     }

@@ -39,10 +39,18 @@ const REMEMBERED: usize = 512;
 
 /// NACKed sequence numbers not resent because of the window or the rate limit, process-wide.
 static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+/// NACKed sequence numbers passed on to the responder (resent if still in its history),
+/// process-wide. Counted once per NACK, never per media packet.
+static PASSED: AtomicU64 = AtomicU64::new(0);
 
 /// How many NACKed packets the guards refused to resend since start.
 pub fn suppressed() -> u64 {
     SUPPRESSED.load(Ordering::Relaxed)
+}
+
+/// How many NACKed packets the guards let through to be resent since start.
+pub fn passed() -> u64 {
+    PASSED.load(Ordering::Relaxed)
 }
 
 /// Add a guarded NACK responder keeping `history` packets per stream to a viewer's registry.
@@ -195,6 +203,9 @@ impl NackGuard {
         }
         if refused > 0 {
             SUPPRESSED.fetch_add(refused, Ordering::Relaxed);
+        }
+        if !allowed.is_empty() {
+            PASSED.fetch_add(allowed.len() as u64, Ordering::Relaxed);
         }
         allowed
     }

@@ -2,21 +2,29 @@
 //!
 //! A room exists while anything references it: a live session, a session being set up, or a
 //! request between lookup and admission ([`RoomHold`]). The last one out removes it.
+//!
+//! [`Registry::totals`]: what the server moved since start, for `/metrics`. The media path
+//! counts into each session's and hub's own atomics; what a session or room counted is
+//! folded into the registry's totals when it is removed (under the same lock the totals are
+//! read under), so the totals never go backwards and the hot path does no extra work.
 
 use super::error::SfuError;
 use super::room::Room;
 use super::session::Session;
-use crate::auth::RoomCounts;
+use crate::auth::{Action, RoomCounts};
 use crate::events::EventBus;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 pub struct Registry {
     events: EventBus,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
+    /// What the rooms removed so far counted (taken under `rooms`' lock, then this one).
+    finished_rooms: Mutex<RoomTotals>,
     sessions: Mutex<Sessions>,
     keyframe_interval: Duration,
 }
@@ -26,6 +34,67 @@ pub struct Registry {
 struct Sessions {
     by_id: HashMap<String, Arc<Session>>,
     by_ip: HashMap<IpAddr, usize>,
+    /// What the sessions removed so far moved: publishers, viewers.
+    ended: [MediaTotal; 2],
+}
+
+/// What the server's sessions and rooms did since start ([`Registry::totals`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Publishers: what they sent us (RTP payload), and packets over the bitrate cap dropped.
+    pub publishers: MediaTotal,
+    /// Viewers: what we sent them, and packets they could not take (full socket or queue).
+    pub viewers: MediaTotal,
+    pub rooms: RoomTotals,
+}
+
+/// Sessions of one kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MediaTotal {
+    /// Sessions registered since start (live ones included).
+    pub started: u64,
+    /// Sessions live now.
+    pub live: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub dropped: u64,
+}
+
+/// What the rooms' hubs (audio and video) counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoomTotals {
+    /// Rooms existing now.
+    pub live: u64,
+    /// Keyframe requests (PLI) sent to publishers.
+    pub keyframe_requests_sent: u64,
+    /// Keyframe requests (PLI/FIR) received from viewers.
+    pub viewer_keyframe_requests: u64,
+}
+
+impl MediaTotal {
+    fn add_session(&mut self, session: &Session) {
+        let media = &session.states.media;
+        self.started += 1;
+        self.packets += media.packets.load(Relaxed);
+        self.bytes += media.bytes.load(Relaxed);
+        self.dropped += media.dropped.load(Relaxed);
+    }
+}
+
+impl RoomTotals {
+    fn add_room(&mut self, room: &Room) {
+        for hub in [&room.audio, &room.video] {
+            self.keyframe_requests_sent += hub.stats.keyframe_requests.load(Relaxed);
+            self.viewer_keyframe_requests += hub.stats.viewer_keyframe_requests.load(Relaxed);
+        }
+    }
+}
+
+fn kind_index(action: Action) -> usize {
+    match action {
+        Action::Publish => 0,
+        Action::Play => 1,
+    }
 }
 
 /// Keeps a room alive while a request decides about it; dropping it may remove the room.
@@ -52,6 +121,7 @@ impl Registry {
         Registry {
             events,
             rooms: Mutex::new(HashMap::new()),
+            finished_rooms: Mutex::new(RoomTotals::default()),
             sessions: Mutex::new(Sessions::default()),
             keyframe_interval,
         }
@@ -76,11 +146,15 @@ impl Registry {
     pub fn release_room(&self, room: &Arc<Room>) {
         let removed = {
             let mut rooms = self.rooms.lock();
-            room.is_idle()
+            let removed = room.is_idle()
                 && rooms
                     .get(&room.name)
                     .is_some_and(|current| Arc::ptr_eq(current, room))
-                && rooms.remove(&room.name).is_some()
+                && rooms.remove(&room.name).is_some();
+            if removed {
+                self.finished_rooms.lock().add_room(room);
+            }
+            removed
         };
         if removed && room.was_started() {
             self.events
@@ -144,6 +218,7 @@ impl Registry {
         let Some(session) = sessions.by_id.remove(id) else {
             return;
         };
+        sessions.ended[kind_index(session.action)].add_session(&session);
         if let Some(ip) = client_ip(&session)
             && let Some(n) = sessions.by_ip.get_mut(&ip)
         {
@@ -156,6 +231,38 @@ impl Registry {
 
     pub fn sessions(&self) -> Vec<Arc<Session>> {
         self.sessions.lock().by_id.values().cloned().collect()
+    }
+
+    /// What the server's sessions and rooms did since start: the live ones plus those removed.
+    /// Each figure is read under the lock that folds a removed one into it, so none goes
+    /// backwards. O(sessions + rooms): for scrapes, not for the media path.
+    pub fn totals(&self) -> Totals {
+        let [mut publishers, mut viewers] = {
+            let sessions = self.sessions.lock();
+            let mut totals = sessions.ended;
+            for session in sessions.by_id.values() {
+                let total = &mut totals[kind_index(session.action)];
+                total.add_session(session);
+                total.live += 1;
+            }
+            totals
+        };
+        publishers.started = publishers.started.max(publishers.live);
+        viewers.started = viewers.started.max(viewers.live);
+        let rooms = {
+            let rooms = self.rooms.lock();
+            let mut totals = *self.finished_rooms.lock();
+            for room in rooms.values() {
+                totals.add_room(room);
+                totals.live += 1;
+            }
+            totals
+        };
+        Totals {
+            publishers,
+            viewers,
+            rooms,
+        }
     }
 
     pub fn session_count(&self) -> usize {

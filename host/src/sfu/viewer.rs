@@ -137,7 +137,14 @@ fn set_up_direct(
         sockets,
         states.clone(),
         ctx.peers.config().batch_sends,
-        Box::new(move || video.request_keyframe()),
+        // Called when the viewer sends a PLI/FIR (per RTCP packet, not per media packet).
+        Box::new(move || {
+            video
+                .stats
+                .viewer_keyframe_requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            video.request_keyframe()
+        }),
     )?;
     let set_up = || -> Result<(String, Vec<_>), SfuError> {
         let mut senders = Vec::with_capacity(2);
@@ -209,6 +216,10 @@ fn spawn_feed(session: &Arc<Session>, sinks: Vec<ViewerSinkOf>) {
                             continue;
                         };
                         if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+                            room.video
+                                .stats
+                                .viewer_keyframe_requests
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             room.video.request_keyframe();
                         }
                     }

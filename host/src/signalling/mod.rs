@@ -7,7 +7,7 @@
 //! - `OPTIONS` on all of them: CORS preflight or capability discovery.
 //! - `POST /whep/{room}/{session}/sse`, `GET .../sse/stream`: the WHEP server-sent events
 //!   extension (`sse`): live/offline and viewer count for players.
-//! - `GET /healthz`, `GET /readyz`, and the embedded pages.
+//! - `GET /healthz` and the embedded pages (`/readyz` is `crate::health`'s).
 //!
 //! Admission (`crate::auth`) is asked before any WebRTC work starts.
 
@@ -29,7 +29,7 @@ use axum::routing::{get, post};
 pub use error::ApiError;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -99,7 +99,6 @@ pub fn router(config: &Config, state: AppState) -> Router {
     Router::new()
         .merge(session_routes)
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
         .merge(crate::web::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not found") })
         .with_state(state)
@@ -159,14 +158,6 @@ fn ice_server_links(config: &Config) -> Vec<HeaderValue> {
         }
     }
     links
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
-    }
 }
 
 async fn whip(
