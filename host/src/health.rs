@@ -8,8 +8,11 @@
 //! - `unavailable`: `503`, while the server starts or shuts down: take it out of rotation.
 //!
 //! Liveness stays `GET /healthz` (plain `ok`), which never looks at dependencies.
-//! Each dependency is a [`Dependency`]; the server registers them at start-up.
+//! Each dependency is a [`Dependency`]; the server registers them at start-up: [`Plugins`],
+//! and [`Webhooks`] when webhook endpoints are configured.
 
+use crate::events::outbox::Outbox;
+use crate::events::webhook::EndpointState;
 use crate::plugins::PluginGate;
 use axum::Json;
 use axum::extract::State;
@@ -180,6 +183,50 @@ impl Dependency for Plugins {
                 "failing (requests they decide are refused): {}",
                 failing.join("; ")
             ));
+        }
+        check
+    }
+}
+
+/// The webhook endpoints: degraded while one is parked, disabled (`410 Gone`) or failing
+/// without a success (deliveries wait in the outbox meanwhile, nothing is lost).
+pub struct Webhooks(pub Weak<Outbox>);
+
+impl Dependency for Webhooks {
+    fn name(&self) -> &'static str {
+        "webhooks"
+    }
+
+    fn check(&self) -> Check {
+        let Some(outbox) = self.0.upgrade() else {
+            return Check::ok();
+        };
+        let mut check = Check::ok();
+        let mut troubled = Vec::new();
+        for e in outbox.endpoints() {
+            let state = match (e.state, &e.failing_since) {
+                (EndpointState::Active, None) => "active",
+                (EndpointState::Active, Some(_)) => "failing",
+                (EndpointState::Parked, _) => "parked",
+                (EndpointState::Disabled, _) => "disabled",
+            };
+            if state != "active" {
+                troubled.push(format!(
+                    "{} {state} ({} waiting, {} parked{})",
+                    e.name,
+                    e.queued,
+                    e.parked,
+                    e.last_error
+                        .as_deref()
+                        .map(|err| format!("; last error: {err}"))
+                        .unwrap_or_default()
+                ));
+            }
+            check.items.insert(e.name, state.to_owned());
+        }
+        if !troubled.is_empty() {
+            check.status = Status::Degraded;
+            check.message = Some(troubled.join("; "));
         }
         check
     }

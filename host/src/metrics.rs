@@ -17,7 +17,8 @@
 //!   with the answer) and each plugin call's latency (a histogram handle the plugin runtime
 //!   is given, `PluginGate::record_latency_in`).
 //! - **Webhooks**: `switchboard_webhook_deliveries_total` and `switchboard_outbox_depth` are
-//!   described and read from a [`WebhookFigures`] source when the server has one.
+//!   read from the webhook outbox's own counters ([`WebhookFigures`]) when webhooks are
+//!   configured.
 
 use crate::plugins::PluginGate;
 use crate::sfu::Sfu;
@@ -161,7 +162,8 @@ pub const WEBHOOK_DELIVERIES: MetricDef = def(
     "switchboard_webhook_deliveries_total",
     Kind::Counter,
     &["endpoint", "outcome"],
-    "Webhook delivery attempts by endpoint and outcome.",
+    "Webhook deliveries by endpoint and outcome: delivered, failed (attempts; most are \
+     retried), refused (the endpoint's share of the outbox was full).",
 );
 pub const OUTBOX_DEPTH: MetricDef = def(
     "switchboard_outbox_depth",
@@ -211,6 +213,25 @@ pub trait WebhookFigures: Send + Sync {
     fn deliveries(&self) -> Vec<(String, &'static str, u64)>;
     /// Deliveries waiting to be sent (queued or being retried).
     fn outbox_depth(&self) -> u64;
+}
+
+/// The webhook outbox's figures: per endpoint, deliveries `delivered`, attempts `failed`
+/// (each failed attempt; most are retried), deliveries `refused` (the endpoint's share of the
+/// outbox was full); the depth is what every endpoint has waiting.
+impl WebhookFigures for crate::events::outbox::Outbox {
+    fn deliveries(&self) -> Vec<(String, &'static str, u64)> {
+        let mut figures = Vec::new();
+        for e in self.endpoints() {
+            figures.push((e.name.clone(), "delivered", e.delivered));
+            figures.push((e.name.clone(), "failed", e.failed_attempts));
+            figures.push((e.name, "refused", e.refused_full));
+        }
+        figures
+    }
+
+    fn outbox_depth(&self) -> u64 {
+        self.endpoints().iter().map(|e| e.queued).sum()
+    }
 }
 
 /// One server's metrics.

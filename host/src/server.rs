@@ -50,6 +50,10 @@ impl Server {
         metrics.watch_plugins(&plugins);
         let checks = crate::health::Checks::new(ready.clone());
         checks.add(Arc::new(crate::health::Plugins(Arc::downgrade(&plugins))));
+        if let Some(outbox) = &outbox {
+            metrics.watch_webhooks(outbox.clone());
+            checks.add(Arc::new(crate::health::Webhooks(Arc::downgrade(outbox))));
+        }
         // Readiness, metrics and the public room list answer only for hosts we are.
         let mut observe = crate::health::routes(checks.clone()).merge(
             crate::admin::public_router(

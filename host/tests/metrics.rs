@@ -307,3 +307,79 @@ async fn readiness_reports_each_dependency_and_a_failing_plugin() {
         "unavailable"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_deliveries_and_a_failing_endpoint_show_in_metrics_and_readiness() {
+    // A consumer that takes everything, and an address where nobody listens.
+    let consumer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let consumer_url = format!("http://{}/hook", consumer.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async { axum::http::StatusCode::NO_CONTENT }),
+    );
+    tokio::spawn(async move { axum::serve(consumer, app).await.unwrap() });
+    let nobody = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let down_url = format!("http://{}/hook", nobody.local_addr().unwrap());
+    drop(nobody);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let (server, base) = start(&format!(
+        "[store]\npath = \"{}\"\n[outbox]\nretry_initial_ms = 50\nretry_max_ms = 200\n\
+         [[webhooks]]\nname = \"crm\"\nurl = \"{consumer_url}\"\nsecret = \"{secret}\"\n\
+         [[webhooks]]\nname = \"down\"\nurl = \"{down_url}\"\nsecret = \"{secret}\"\n",
+        dir.path().join("store.redb").display()
+    ))
+    .await;
+    let publisher = Publisher::connect(&base, "w", &opts()).await.unwrap();
+    publisher.wait_connected(T).await.unwrap();
+
+    let mut parsed = Value::Null;
+    let moved = async {
+        loop {
+            parsed = scrape(&base).await;
+            let delivered = sample(
+                &parsed,
+                "switchboard_webhook_deliveries_total",
+                &[("endpoint", "crm"), ("outcome", "delivered")],
+            );
+            let failed = sample(
+                &parsed,
+                "switchboard_webhook_deliveries_total",
+                &[("endpoint", "down"), ("outcome", "failed")],
+            );
+            if delivered >= Some(2.0) && failed >= Some(2.0) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(T, moved)
+        .await
+        .unwrap_or_else(|_| panic!("webhook figures did not move:\n{parsed}"));
+    assert_eq!(
+        value(
+            &parsed,
+            "switchboard_webhook_deliveries_total",
+            &[("endpoint", "down"), ("outcome", "delivered")]
+        ),
+        0.0
+    );
+    assert!(
+        value(&parsed, "switchboard_outbox_depth", &[]) >= 1.0,
+        "the down endpoint's deliveries wait"
+    );
+
+    let resp = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["status"], "degraded", "{body}");
+    let webhooks = &body["checks"]["webhooks"];
+    assert_eq!(webhooks["items"]["crm"], "active", "{body}");
+    assert_eq!(webhooks["items"]["down"], "failing", "{body}");
+    assert!(
+        webhooks["message"].as_str().unwrap().contains("down"),
+        "{body}"
+    );
+    publisher.close().await;
+    server.shutdown().await;
+}
