@@ -234,11 +234,14 @@ impl WebhookFigures for crate::events::outbox::Outbox {
     }
 }
 
+/// Sets, before a scrape, what is read from elsewhere.
+type Collector = Box<dyn Fn(&Metrics) + Send + Sync>;
+
 /// One server's metrics.
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    collectors: Mutex<Vec<Box<dyn Fn(&Metrics) + Send + Sync>>>,
+    collectors: Mutex<Vec<Collector>>,
 }
 
 const METADATA: Metadata<'static> =

@@ -423,11 +423,14 @@ impl Gatekeeper for PluginGate {
     }
 }
 
+/// A decision: what was allowed, or the denial's kind and reason.
+type Decision<T> = Result<T, (wit::DenyKind, String)>;
+
 /// A plugin's decision with its output validated: `allow` converts what it allows, a denial
 /// becomes its kind and reason. Invalid output is the plugin's failure (`BadOutput`).
 fn checked_decision<A, T>(
     allow: impl FnOnce(A) -> Result<T, CallFailure>,
-) -> impl FnOnce(Result<A, wit::Deny>) -> Result<Result<T, (wit::DenyKind, String)>, CallFailure> {
+) -> impl FnOnce(Result<A, wit::Deny>) -> Result<Decision<T>, CallFailure> {
     move |decision| match decision {
         Ok(allowed) => allow(allowed).map(Ok),
         Err(deny) => to_reason(&deny).map(|reason| Err((deny.kind, reason))),

@@ -262,7 +262,10 @@ async fn read_track(
             burst.retain(|p| cap.admit(p.payload.len() + 12, now));
             let over = (before - burst.len()) as u64;
             if over > 0 {
-                states.media.dropped.fetch_add(over, std::sync::atomic::Ordering::Relaxed);
+                states
+                    .media
+                    .dropped
+                    .fetch_add(over, std::sync::atomic::Ordering::Relaxed);
             }
         }
         hub.forward_burst(feed, &mut burst);
