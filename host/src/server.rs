@@ -6,10 +6,10 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::events::outbox::Outbox;
 use crate::events::route::WebhookPolicy;
-use crate::store::Store;
 use crate::plugins::PluginGate;
 use crate::sfu::Sfu;
 use crate::signalling::{self, AppState};
+use crate::store::Store;
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,13 +55,11 @@ impl Server {
             checks.add(Arc::new(crate::health::Webhooks(Arc::downgrade(outbox))));
         }
         // Readiness, metrics and the public room list answer only for hosts we are.
-        let mut observe = crate::health::routes(checks.clone()).merge(
-            crate::admin::public_router(
-                sfu.clone(),
-                &config.public_api,
-                &config.http.cors_origins,
-            ),
-        );
+        let mut observe = crate::health::routes(checks.clone()).merge(crate::admin::public_router(
+            sfu.clone(),
+            &config.public_api,
+            &config.http.cors_origins,
+        ));
         if config.metrics.enabled {
             observe = observe.merge(crate::metrics::routes(
                 metrics.clone(),

@@ -50,11 +50,14 @@ fn json_format_writes_one_object_per_line() {
     let lines = first_lines(&format!("{BASE}[log]\nformat = \"json\"\n"), 2);
     assert!(lines.len() >= 2, "the server logged at start: {lines:?}");
     for line in &lines {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
         assert!(v["timestamp"].is_string(), "{line}");
         assert!(v["level"].is_string(), "{line}");
-        assert!(v["target"].as_str().unwrap().starts_with("switchboard"), "{line}");
+        assert!(
+            v["target"].as_str().unwrap().starts_with("switchboard"),
+            "{line}"
+        );
         assert!(v["fields"]["message"].is_string(), "{line}");
     }
     assert!(

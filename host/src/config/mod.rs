@@ -399,11 +399,12 @@ impl Config {
                 message: "must be at least 1024".into(),
             });
         }
-        crate::events::config::validate(&self.webhooks, &self.outbox)
-            .map_err(|i| ConfigError::Invalid {
+        crate::events::config::validate(&self.webhooks, &self.outbox).map_err(|i| {
+            ConfigError::Invalid {
                 key: i.key,
                 message: i.message,
-            })?;
+            }
+        })?;
         for server in &self.webrtc.ice_servers {
             for url in &server.urls {
                 if !["stun:", "stuns:", "turn:", "turns:"]
