@@ -22,8 +22,20 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         "[[plugins]]\nname = \"tokens\"\npath = \"{}\"\nhooks = [\"auth\"]\n[plugins.config]\ntoken = \"t0ken-for-tests\"\n",
         support::component("static-token").display()
     );
+    // A webhook endpoint nobody answers, so the webhook routes have an endpoint to show.
+    let store = tempfile::tempdir().unwrap();
+    let webhooks = format!(
+        "{}[store]\npath = \"{}\"\n",
+        support::webhooks::endpoint(
+            "audit",
+            "http://127.0.0.1:9/hooks",
+            &format!("\"{}\"", support::webhooks::SECRET),
+            ""
+        ),
+        store.path().join("store.redb").display()
+    );
     let (server, base) = start(&format!(
-        "{}{tokens}[public_api]\nenabled = true\n",
+        "{}{tokens}{webhooks}[public_api]\nenabled = true\n",
         admin_config()
     ))
     .await;

@@ -3,9 +3,11 @@
 //! timestamp does not; a room's events arrive in order with `webhook-id` = the event id; the
 //! endpoints' filters; `Retry-After` on 503; `410 Gone` disables an endpoint, whose parked
 //! deliveries are listed and replayed in order; an endpoint down longer than
-//! `outbox.park_after_secs` is parked and replayed once it is back.
+//! `outbox.park_after_secs` is parked, listed and replayed through the admin API once it is
+//! back.
 
 mod common;
+mod observe;
 mod support;
 
 use axum::http::StatusCode;
@@ -280,7 +282,8 @@ async fn an_endpoint_down_too_long_is_parked_then_replayed() {
         .port();
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "{}{}[outbox]\nretry_initial_ms = 100\nretry_max_ms = 200\npark_after_secs = 1\n",
+        "{}{}{}[outbox]\nretry_initial_ms = 100\nretry_max_ms = 200\npark_after_secs = 1\n",
+        observe::admin_config(),
         wh::endpoint(
             "later",
             &format!("http://127.0.0.1:{port}/hooks"),
@@ -302,19 +305,75 @@ async fn an_endpoint_down_too_long_is_parked_then_replayed() {
         "{:?}",
         outbox.endpoints()
     );
-    let status = outbox.endpoints()[0].clone();
-    assert!(status.last_error.is_some() && status.failing_since.is_some());
+    // What an operator sees: the endpoint parked with its last error, then the parked
+    // deliveries page by page.
+    let (code, list) =
+        observe::admin(reqwest::Method::GET, &format!("{base}/admin/webhooks")).await;
+    assert_eq!(code, 200, "{list}");
+    let endpoint = &list["endpoints"][0];
+    assert_eq!(endpoint["name"], "later");
+    assert_eq!(endpoint["state"], "parked");
+    assert_eq!(endpoint["queued"], 0);
+    assert!(endpoint["last_error"].is_string() && endpoint["failing_since"].is_string());
+    assert!(list["outbox"]["parked"].as_u64().unwrap() >= 10, "{list}");
     let parked = outbox.parked("later", None, 1000).unwrap().unwrap();
+    assert_eq!(endpoint["parked"].as_u64().unwrap() as usize, parked.len());
+    let (code, first) = observe::admin(
+        reqwest::Method::GET,
+        &format!("{base}/admin/webhooks/later/parked?limit=3"),
+    )
+    .await;
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(first["deliveries"].as_array().unwrap().len(), 3);
+    assert_eq!(first["deliveries"][0]["event_id"], parked[0].event_id);
     assert!(
-        parked[0]
-            .reason
-            .as_deref()
+        first["deliveries"][0]["reason"]
+            .as_str()
             .unwrap()
-            .contains("failing for over 1 s")
+            .contains("failing for over 1 s"),
+        "{first}"
     );
+    let next = first["next_after"].as_u64().unwrap();
+    let (_, second) = observe::admin(
+        reqwest::Method::GET,
+        &format!("{base}/admin/webhooks/later/parked?limit=3&after={next}"),
+    )
+    .await;
+    assert_eq!(second["deliveries"][0]["event_id"], parked[3].event_id);
+    for bad in [
+        "later/parked?limit=0",
+        "later/parked?limit=501",
+        "later/parked?after=x",
+    ] {
+        let (code, body) = observe::admin(
+            reqwest::Method::GET,
+            &format!("{base}/admin/webhooks/{bad}"),
+        )
+        .await;
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    for unknown in ["nope/parked", "nope/replay"] {
+        let method = if unknown.ends_with("replay") {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::GET
+        };
+        let (code, body) =
+            observe::admin(method, &format!("{base}/admin/webhooks/{unknown}")).await;
+        assert_eq!(code, 404, "{unknown}: {body}");
+    }
 
     let consumer = Consumer::start(wh::SECRET, port);
-    outbox.replay("later").await.unwrap();
+    let (code, replayed) = observe::admin(
+        reqwest::Method::POST,
+        &format!("{base}/admin/webhooks/later/replay"),
+    )
+    .await;
+    assert_eq!(code, 200, "{replayed}");
+    assert_eq!(
+        replayed["replayed"].as_u64().unwrap() as usize,
+        parked.len()
+    );
     let got = consumer.wait(T, |got| got.len() >= parked.len()).await;
     for room in ["a", "b"] {
         let ids: Vec<String> = wh::summary(&got)

@@ -8,6 +8,8 @@
 //! - [`rooms`]: list rooms, one room in detail, close a room; the public room list.
 //! - [`sessions`]: one session, kick one session.
 //! - [`plugins`]: list plugins with health and call statistics; reload them.
+//! - [`webhooks`]: webhook endpoints with queue depth and last error; parked deliveries;
+//!   replay.
 //! - [`openapi`]: the OpenAPI 3.1 document of all of the above (`GET /admin/openapi.json`),
 //!   generated from the handlers' annotations.
 //! - `error`: the JSON error body every admin route uses.
@@ -20,8 +22,10 @@ pub mod openapi;
 pub mod plugins;
 pub mod rooms;
 pub mod sessions;
+pub mod webhooks;
 
 use crate::config::PublicApiConfig;
+use crate::events::outbox::Outbox;
 use crate::plugins::PluginGate;
 use crate::sfu::Sfu;
 use axum::extract::{Request, State};
@@ -38,11 +42,23 @@ use subtle::ConstantTimeEq;
 pub struct AdminState {
     pub sfu: Arc<Sfu>,
     pub plugins: Arc<PluginGate>,
+    /// The webhook outbox, when `[[webhooks]]` are configured.
+    pub outbox: Option<Arc<Outbox>>,
 }
 
 impl AdminState {
     pub fn new(sfu: Arc<Sfu>, plugins: Arc<PluginGate>) -> Self {
-        AdminState { sfu, plugins }
+        AdminState {
+            sfu,
+            plugins,
+            outbox: None,
+        }
+    }
+
+    /// With the webhook routes acting on `outbox`.
+    pub fn with_outbox(mut self, outbox: Option<Arc<Outbox>>) -> Self {
+        self.outbox = outbox;
+        self
     }
 }
 
@@ -54,6 +70,7 @@ pub fn router(state: AdminState, token: Option<String>) -> axum::Router {
         .merge(rooms::routes())
         .merge(sessions::routes())
         .merge(plugins::routes())
+        .merge(webhooks::routes())
         .merge(openapi::routes())
         .route_layer(middleware::from_fn_with_state(token, require_token))
         .with_state(state)

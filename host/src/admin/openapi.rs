@@ -8,7 +8,7 @@
 //! every listed path must answer as documented, never with a 5xx.
 
 use super::AdminState;
-use super::{plugins, rooms, sessions};
+use super::{plugins, rooms, sessions, webhooks};
 use axum::Json;
 use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -33,6 +33,9 @@ use utoipa::{Modify, OpenApi};
         plugins::list_plugins,
         plugins::reload,
         plugins::reload_alias,
+        webhooks::list_webhooks,
+        webhooks::parked,
+        webhooks::replay,
         openapi_json,
         rooms::public_rooms,
         crate::health::readyz,
@@ -43,6 +46,7 @@ use utoipa::{Modify, OpenApi};
         (name = "rooms", description = "Rooms: list, inspect, close"),
         (name = "sessions", description = "One session: inspect, kick"),
         (name = "plugins", description = "Plugins: health, call statistics, reload"),
+        (name = "webhooks", description = "Webhook endpoints: queue depth, last error, parked deliveries, replay"),
         (name = "meta", description = "This document"),
         (name = "public", description = "Read-only endpoints without a token"),
     )
@@ -102,6 +106,9 @@ mod tests {
             "/admin/plugins",
             "/admin/plugins/reload",
             "/admin/reload",
+            "/admin/webhooks",
+            "/admin/webhooks/{name}/parked",
+            "/admin/webhooks/{name}/replay",
             "/admin/openapi.json",
             "/api/rooms",
             "/readyz",

@@ -95,16 +95,22 @@ struct EndpointRecord {
 }
 
 /// A parked delivery, as the admin API lists it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ParkedDelivery {
     /// Position in the outbox; pass as `after` for the next page.
     pub seq: u64,
     pub event_id: String,
     #[serde(rename = "type")]
     pub event_type: String,
+    #[schema(nullable)]
     pub room: Option<String>,
+    /// When the event was written (RFC 3339).
     pub created_at: String,
+    /// When it was set aside (RFC 3339).
+    #[schema(nullable)]
     pub parked_at: Option<String>,
+    /// Why: the last error, `410 Gone`, or the endpoint being parked.
+    #[schema(nullable)]
     pub reason: Option<String>,
 }
 
@@ -120,7 +126,7 @@ struct Counters {
 }
 
 /// Outbox totals since start.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CounterSnapshot {
     /// Events written to the outbox.
     pub accepted: u64,

@@ -35,7 +35,7 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 const USER_AGENT: &str = concat!("Switchboard-Webhooks/", env!("CARGO_PKG_VERSION"));
 
 /// Where an endpoint stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum EndpointState {
     /// Deliveries are attempted.
@@ -49,7 +49,7 @@ pub enum EndpointState {
 }
 
 /// An endpoint as the admin API shows it.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 pub struct EndpointStatus {
     pub name: String,
     /// The URL without credentials or query.
@@ -66,11 +66,15 @@ pub struct EndpointStatus {
     pub failed_attempts: u64,
     /// Deliveries refused because the endpoint held `outbox.max_deliveries_per_endpoint`.
     pub refused_full: u64,
+    #[schema(nullable)]
     pub last_error: Option<String>,
     /// RFC 3339.
+    #[schema(nullable)]
     pub last_error_at: Option<String>,
+    #[schema(nullable)]
     pub last_success_at: Option<String>,
     /// Failing without a success since (RFC 3339).
+    #[schema(nullable)]
     pub failing_since: Option<String>,
 }
 
