@@ -57,6 +57,34 @@ async fn room_life(base: &str, room: &str) {
 }
 
 /// The types of one publisher's visit to an empty room.
+const ADMIN_TOKEN: &str = "adm1n-t0ken-for-durability";
+
+/// Wait until the outbox counts `n` events written (`accepted` is counted after the commit).
+async fn committed_at_least(base: &str, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = reqwest::Client::new()
+            .get(format!("{base}/admin/webhooks"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let accepted = list["outbox"]["accepted"].as_u64().unwrap();
+        if accepted >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {accepted} of {n} events written: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 const LIFE: [&str; 5] = [
     "room.started",
     "publish.started",
@@ -76,6 +104,7 @@ async fn consumer_down_server_killed_consumer_back_every_event_once_in_order() {
             "[http]\nbind = \"127.0.0.1:{http}\"\n[webrtc]\nbind_ips = [\"127.0.0.1\"]\n\
              [limits]\nrequests_per_sec_per_ip = 1000\nrequest_burst_per_ip = 1000\n\
              max_sessions_per_ip = 1000\n\
+             [admin]\ntoken = \"{ADMIN_TOKEN}\"\n\
              {}[outbox]\nretry_initial_ms = 100\nretry_max_ms = 300\n\
              [store]\npath = \"{}\"\n",
             wh::endpoint(
@@ -99,8 +128,9 @@ async fn consumer_down_server_killed_consumer_back_every_event_once_in_order() {
         room_life(&base, room).await;
         *cycles.entry(room).or_default() += 1;
     }
-    // Give the writer a moment to commit the last events (it commits within milliseconds).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill only once the outbox says every event so far is committed to disk.
+    let written = cycles.values().sum::<usize>() * LIFE.len();
+    committed_at_least(&base, written as u64).await;
     server.kill().unwrap(); // SIGKILL: no shutdown, no flush
     server.wait().unwrap();
 
