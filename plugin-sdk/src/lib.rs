@@ -315,6 +315,33 @@ pub mod crypto {
             algorithm, public_key, message, signature,
         )
     }
+
+    /// Whether the sr25519 `signature` (64 bytes) over `message` verifies under the 32-byte
+    /// `public_key`, as Polkadot wallets sign (signing context `substrate`).
+    pub fn verify_sr25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+        crate::bindings::switchboard::plugin::crypto::verify_sr25519(public_key, message, signature)
+    }
+
+    /// The secp256k1 key (`x || y`, 64 bytes) that signed the 32-byte `prehash` with the
+    /// 65-byte `r || s || v` `signature` (`v` 0, 1, 27 or 28; low `s` only).
+    pub fn recover_secp256k1(prehash: &[u8], signature: &[u8]) -> Option<Vec<u8>> {
+        crate::bindings::switchboard::plugin::crypto::recover_secp256k1(prehash, signature)
+    }
+
+    /// Keccak-256 (Ethereum's hash) of `data`.
+    pub fn keccak256(data: &[u8]) -> [u8; 32] {
+        let digest = crate::bindings::switchboard::plugin::crypto::keccak256(data);
+        let mut out = [0; 32];
+        if digest.len() == 32 {
+            out.copy_from_slice(&digest);
+        }
+        out
+    }
+
+    /// BLAKE2b of `data` with `out_len` bytes of output (1 to 64).
+    pub fn blake2b(data: &[u8], out_len: u8) -> Vec<u8> {
+        crate::bindings::switchboard::plugin::crypto::blake2b(data, out_len)
+    }
 }
 
 /// The plugin's private key-value store in the host (`grants.kv = true`). Survives across

@@ -213,9 +213,7 @@ impl crypto::Host for CallState {
         message: Vec<u8>,
         signature: Vec<u8>,
     ) -> wasmtime::Result<bool> {
-        if !self.plugin.grants.crypto {
-            wasmtime::bail!("crypto is not granted to plugin `{}`", self.plugin.name);
-        }
+        self.check_crypto()?;
         use ring::signature as sig;
         let scheme: &dyn sig::VerificationAlgorithm = match algorithm {
             crypto::SignatureAlgorithm::RsaPkcs1Sha256 => &sig::RSA_PKCS1_2048_8192_SHA256,
@@ -225,6 +223,44 @@ impl crypto::Host for CallState {
         Ok(sig::UnparsedPublicKey::new(scheme, &public_key)
             .verify(&message, &signature)
             .is_ok())
+    }
+
+    fn verify_sr25519(
+        &mut self,
+        public_key: Vec<u8>,
+        message: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> wasmtime::Result<bool> {
+        self.check_crypto()?;
+        Ok(super::wallet::verify_sr25519(&public_key, &message, &signature))
+    }
+
+    fn recover_secp256k1(
+        &mut self,
+        prehash: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.check_crypto()?;
+        Ok(super::wallet::recover_secp256k1(&prehash, &signature))
+    }
+
+    fn keccak256(&mut self, data: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
+        self.check_crypto()?;
+        Ok(super::wallet::keccak256(&data).to_vec())
+    }
+
+    fn blake2b(&mut self, data: Vec<u8>, out_len: u8) -> wasmtime::Result<Vec<u8>> {
+        self.check_crypto()?;
+        Ok(super::wallet::blake2b(&data, out_len))
+    }
+}
+
+impl CallState {
+    fn check_crypto(&self) -> wasmtime::Result<()> {
+        if !self.plugin.grants.crypto {
+            wasmtime::bail!("crypto is not granted to plugin `{}`", self.plugin.name);
+        }
+        Ok(())
     }
 }
 

@@ -40,6 +40,7 @@ mod reporter;
 mod sighup;
 pub mod stats;
 mod upstream;
+mod wallet;
 mod webhook_policy;
 
 pub use abi::AbiVersion;

@@ -1,0 +1,266 @@
+//! Wallet-signature authentication: the caller signs `livestream:{room}:{timestamp}` with a
+//! Polkadot (sr25519, ed25519) or Ethereum (EIP-191 `personal_sign`) wallet and sends the
+//! signature as its bearer token; the plugin verifies it natively through the host, checks
+//! the timestamp window, admits each signature once, and decides the wallet's role in the
+//! room from config, an EVM contract or a role oracle. The subject is the address; the
+//! attributes carry `role` and `scheme`.
+//!
+//! ```toml
+//! [[plugins]]
+//! name = "wallets"
+//! path = "target/plugins/chain-auth.wasm"
+//! hooks = ["auth"]
+//! [plugins.grants]
+//! kv = true                      # replay protection and the role cache
+//! clock = true                   # the timestamp window
+//! http = ["chain"]               # only with [plugins.config.evm] or .oracle
+//! [plugins.config]
+//! schemes = ["sr25519", "ed25519", "eip191"]   # default: all three
+//! message = "livestream:{room}:{timestamp}"    # {room}, {timestamp}, {action}
+//! max_age_secs = 300             # how old a signature may be
+//! max_future_secs = 30           # clock skew allowed the other way
+//! ss58_prefixes = []             # accepted SS58 networks; empty = any
+//! recheck_every_secs = 60        # re-verify roles of live sessions; 0 = never
+//! cache_secs = 30                # chain and oracle answers
+//! [[plugins.config.rooms]]
+//! room = "studio-*"
+//! owners = ["5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"]
+//! cohosts = ["0x90f8bf6a479f320ead074411a4b0e7944ea8c9c1"]
+//! viewers = "open"               # open | listed (viewer_list) | ticket (evm.ticket / oracle)
+//! [plugins.config.evm]
+//! upstream = "chain"
+//! contract = "0x..."
+//! owner_of = "ownerOf(string)"
+//! is_cohost = "isCoHost(string,address)"
+//! ```
+
+mod address;
+mod evm;
+mod roles;
+mod token;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+use roles::{EvmConfig, OracleConfig, Refusal, Roles, RoomRule};
+use serde::Deserialize;
+use std::time::Duration;
+use switchboard_plugin_sdk::{AuthRequest, Config, Deny, Identity, Plugin, clock, kv, log};
+use token::{Credential, Scheme, TokenError};
+
+/// Longest `max_age_secs`: a signature is a login, not a long-lived key.
+const MAX_WINDOW_SECS: u64 = 86_400;
+/// How long a used signature is remembered when sessions are not re-checked: as long as a
+/// session admitted by it may still be re-checked (after a plugin reload).
+const REMEMBER_SECS: u64 = 86_400;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    #[serde(default = "all_schemes")]
+    schemes: Vec<String>,
+    #[serde(default = "default_message")]
+    message: String,
+    #[serde(default = "five_minutes")]
+    max_age_secs: u64,
+    #[serde(default = "thirty")]
+    max_future_secs: u64,
+    #[serde(default)]
+    ss58_prefixes: Vec<u16>,
+    #[serde(default)]
+    recheck_every_secs: u32,
+    #[serde(default = "thirty")]
+    cache_secs: u64,
+    #[serde(default)]
+    rooms: Vec<RoomRule>,
+    evm: Option<EvmConfig>,
+    oracle: Option<OracleConfig>,
+}
+
+fn all_schemes() -> Vec<String> {
+    vec!["sr25519".into(), "ed25519".into(), "eip191".into()]
+}
+fn default_message() -> String {
+    "livestream:{room}:{timestamp}".into()
+}
+fn five_minutes() -> u64 {
+    300
+}
+fn thirty() -> u64 {
+    30
+}
+
+pub struct ChainAuth {
+    schemes: Vec<Scheme>,
+    message: String,
+    max_age_ms: u64,
+    max_future_ms: u64,
+    ss58_prefixes: Vec<u16>,
+    recheck_every_secs: u32,
+    roles: Roles,
+}
+
+impl ChainAuth {
+    fn from_settings(s: Settings) -> Result<Self, String> {
+        let schemes = s
+            .schemes
+            .iter()
+            .map(|n| {
+                Scheme::parse(n).ok_or_else(|| {
+                    format!("schemes: unknown scheme `{n}` (sr25519, ed25519, eip191)")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if schemes.is_empty() {
+            return Err("schemes: empty list would refuse everyone".into());
+        }
+        if !s.message.contains("{room}") || !s.message.contains("{timestamp}") {
+            return Err(
+                "message: must contain {room} and {timestamp}, or a signature would be valid for any room or forever"
+                    .into(),
+            );
+        }
+        if s.max_age_secs == 0 || s.max_age_secs > MAX_WINDOW_SECS {
+            return Err(format!("max_age_secs: must be 1 to {MAX_WINDOW_SECS}"));
+        }
+        if s.max_future_secs > 600 {
+            return Err("max_future_secs: must be at most 600".into());
+        }
+        if let Some(p) = s.ss58_prefixes.iter().find(|&&p| p > 16383) {
+            return Err(format!("ss58_prefixes: {p} is not an SS58 prefix (0 to 16383)"));
+        }
+        let roles = Roles::new(s.rooms, s.evm, s.oracle, s.cache_secs)?;
+        Ok(ChainAuth {
+            schemes,
+            message: s.message,
+            max_age_ms: s.max_age_secs * 1000,
+            max_future_ms: s.max_future_secs * 1000,
+            ss58_prefixes: s.ss58_prefixes,
+            recheck_every_secs: s.recheck_every_secs,
+            roles,
+        })
+    }
+
+    /// How long a used signature is remembered: beyond its window, and beyond the next
+    /// re-check of the session it admitted (each re-check renews it).
+    fn remember(&self) -> Duration {
+        let recheck = if self.recheck_every_secs == 0 {
+            REMEMBER_SECS
+        } else {
+            3 * self.recheck_every_secs as u64 + 60
+        };
+        Duration::from_millis(self.max_age_ms + self.max_future_ms).max(Duration::from_secs(recheck))
+    }
+}
+
+/// Deny with a short reason to the client and the precise one in the log.
+fn deny_unauthorized(req: &AuthRequest, reason: String) -> Deny {
+    log::info(&format!("denied {} in `{}`: {reason}", req.action.as_str(), req.room));
+    Deny::unauthorized(reason)
+}
+
+fn deny_forbidden(req: &AuthRequest, who: &str, reason: String) -> Deny {
+    log::info(&format!(
+        "denied {who} {} in `{}`: {reason}",
+        req.action.as_str(),
+        req.room
+    ));
+    Deny::forbidden(reason)
+}
+
+impl Plugin for ChainAuth {
+    fn new(config: Config) -> Result<Self, String> {
+        ChainAuth::from_settings(config.parse()?)
+    }
+
+    fn authenticate(&self, req: &AuthRequest) -> Result<Identity, Deny> {
+        let cred = Credential::decode(req.credential.as_deref()).map_err(|e| {
+            let reason = match e {
+                TokenError::Missing => "missing wallet token".to_owned(),
+                other => other.to_string(),
+            };
+            deny_unauthorized(req, reason)
+        })?;
+        if !self.schemes.contains(&cred.scheme) {
+            return Err(deny_unauthorized(
+                req,
+                format!("scheme `{}` is not accepted here", cred.scheme.as_str()),
+            ));
+        }
+        let message = token::message(&self.message, &req.room, cred.ts_ms, req.action.as_str());
+        let address = verify::verify(&cred, &message, &self.ss58_prefixes)
+            .map_err(|e| deny_unauthorized(req, e.to_string()))?;
+        let subject = address.subject(&cred.address);
+
+        // Each signature admits one session. The host re-checks a live session with the
+        // request that admitted it (same client address), so that is a re-check, not a replay.
+        let used = format!("sig:{}", token::encode_hex(&cred.sig));
+        let client = req.remote_addr.clone().unwrap_or_default().into_bytes();
+        let seen = kv::get(&used).map_err(|e| kv_unavailable(req, e))?;
+        let recheck = match &seen {
+            Some(by) if *by == client && !client.is_empty() => true,
+            Some(_) => return Err(deny_unauthorized(req, "replayed signature".into())),
+            None => false,
+        };
+        if !recheck {
+            self.check_window(req, cred.ts_ms)?;
+        }
+
+        let role = self
+            .roles
+            .decide(&req.room, req.action, &address, &cred.address)
+            .map_err(|r| match r {
+                Refusal::Forbidden(why) | Refusal::Unavailable(why) => {
+                    deny_forbidden(req, &subject, why)
+                }
+            })?;
+
+        if recheck {
+            let _ = kv::set_with_ttl(&used, &client, self.remember());
+        } else {
+            let fresh = kv::compare_and_set(&used, None, &client, Some(self.remember()))
+                .map_err(|e| kv_unavailable(req, e))?;
+            if !fresh {
+                return Err(deny_unauthorized(req, "replayed signature".into()));
+            }
+        }
+
+        let mut identity = Identity::new(subject)
+            .with_attribute("role", role.as_str())
+            .with_attribute("scheme", cred.scheme.as_str());
+        if self.recheck_every_secs > 0 {
+            identity = identity.recheck_every_secs(self.recheck_every_secs);
+        }
+        Ok(identity)
+    }
+}
+
+impl ChainAuth {
+    fn check_window(&self, req: &AuthRequest, ts_ms: u64) -> Result<(), Deny> {
+        let now = clock::now_ms();
+        if ts_ms + self.max_age_ms < now {
+            return Err(deny_unauthorized(
+                req,
+                format!("stale timestamp ({} s old)", (now - ts_ms) / 1000),
+            ));
+        }
+        if ts_ms > now + self.max_future_ms {
+            return Err(deny_unauthorized(req, "timestamp in the future".into()));
+        }
+        Ok(())
+    }
+}
+
+fn kv_unavailable(req: &AuthRequest, e: kv::KvError) -> Deny {
+    log::error(&format!(
+        "replay protection unavailable ({e:?}): grant `kv = true` to this plugin"
+    ));
+    Deny::unauthorized(format!(
+        "cannot check {} in `{}` now",
+        req.action.as_str(),
+        req.room
+    ))
+}
+
+switchboard_plugin_sdk::register!(ChainAuth);
