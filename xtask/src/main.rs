@@ -7,11 +7,12 @@
 //! - `plugins`: build every plugin into a WebAssembly component under `target/plugins/`.
 //! - `setup`: only the installation step of `test`.
 //!
-//! Parts: `system.rs` (root, apt-get, running commands), `python.rs` and `browser.rs` (test
-//! prerequisites), `plugins.rs` with `plugin_crates.rs` (the wasm build), `smoke.rs`.
+//! Parts: `system.rs` (root, apt-get, running commands), `python.rs`, `node.rs` and `browser.rs`
+//! (test prerequisites), `plugins.rs` with `plugin_crates.rs` (the wasm build), `smoke.rs`.
 //! Every failure ends as one line, `xtask: error: <what>: <why>`, and a non-zero exit.
 
 mod browser;
+mod node;
 mod plugin_crates;
 mod plugins;
 mod python;
@@ -184,11 +185,16 @@ fn test_steps(root: &Path, extra: &[String]) -> Result<()> {
 }
 
 /// Everything the tests need that cargo does not bring: Python modules (PyJWT for real JWTs,
-/// PyAV for the FFmpeg WHIP publisher), OpenSSL's CLI, Chromium and the browser driver. The
-/// plugins' wasm toolchain is installed by `plugins`.
+/// PyAV for the FFmpeg WHIP publisher), OpenSSL's CLI, Chromium and the browser driver, and the
+/// chain-auth tests' wallet libraries, local EVM node and Solidity compiler. The plugins' wasm
+/// toolchain is installed by `plugins`.
 fn setup(root: &Path) -> Result<()> {
     python::ensure_test_prerequisites()?;
     browser::prepare_browser_tests(root)?;
+    node::install_node_modules(
+        &root.join("host").join("tests").join("chain"),
+        "the chain-auth tests' npm dependencies (wallet libraries, ganache, solc)",
+    )?;
     Ok(())
 }
 

@@ -2,8 +2,10 @@
 //!
 //! Components come from `target/plugins/`, built by `cargo xtask plugins`; JWTs come from
 //! PyJWT via `mint_jwt.py`, so the JWT plugin is checked against an independent implementation.
+//! Parts: `chain.rs` (wallet-signed tokens and a local EVM node), `tls.rs`, `webhooks.rs`.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod chain;
 pub mod tls;
 pub mod webhooks;
 
