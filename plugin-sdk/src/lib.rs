@@ -298,6 +298,17 @@ pub mod clock {
     }
 }
 
+/// Facts about the call in progress.
+pub mod context {
+    /// Whether this [`Plugin::authenticate`](crate::Plugin::authenticate) call re-checks a
+    /// live session (periodic re-check, or after a plugin reload) rather than deciding on a
+    /// new request: one-time credentials (nonces, signatures) pass re-checks without being
+    /// "used" again.
+    pub fn is_recheck() -> bool {
+        crate::bindings::switchboard::plugin::context::is_recheck()
+    }
+}
+
 /// Native signature verification by the host (`grants.crypto`, on by default).
 pub mod crypto {
     pub use crate::bindings::switchboard::plugin::crypto::SignatureAlgorithm;

@@ -60,15 +60,15 @@ pub fn check_imports<'a>(
             ));
         }
         let missing = match iface {
-            "types" => None,
+            "types" | "context" => None,
             "log" => (!grants.log).then_some("grants.log = true"),
             "clock" => (!grants.clock).then_some("grants.clock = true"),
             "crypto" => (!grants.crypto).then_some("grants.crypto = true"),
             "kv" => (!grants.kv).then_some("grants.kv = true"),
-            "http" => grants
-                .http
-                .is_empty()
-                .then_some("grants.http = [\"<upstream>\"]"),
+            // Importing `http` alone reaches nothing: every fetch names an upstream, which must
+            // be in `grants.http` (checked per call). So a plugin whose HTTP use is optional
+            // (chain-auth without chain lookups) loads without upstreams.
+            "http" => None,
             _ => {
                 return Err(format!(
                     "imports `{name}`, which Switchboard does not provide"
@@ -106,6 +106,8 @@ mod tests {
             check_imports(["switchboard:plugin/kv@0.2.0"], v2, &grants).unwrap_err(),
             "imports `switchboard:plugin/kv@0.2.0` but is not granted it (set grants.kv = true)"
         );
+        // `http` loads without upstreams; its calls then reach nothing.
+        check_imports(["switchboard:plugin/http@0.2.0"], v2, &grants).unwrap();
         assert!(
             check_imports(["switchboard:plugin/log@0.1.0"], v2, &grants)
                 .unwrap_err()

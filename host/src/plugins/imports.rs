@@ -5,7 +5,7 @@
 //! twice: at load time (`grants.rs`: a component importing an ungranted interface is refused)
 //! and here (defence in depth).
 
-use super::abi::latest::switchboard::plugin::{clock, crypto, http, kv, log, types};
+use super::abi::latest::switchboard::plugin::{clock, context, crypto, http, kv, log, types};
 use super::grants::PluginGrants;
 use super::kv::KvStore;
 use super::upstream::Upstreams;
@@ -86,6 +86,8 @@ pub struct CallState {
     pub out_of_memory: bool,
     /// WASI state, created only if a WASI-importing component touches it.
     wasi: Option<(WasiCtx, ResourceTable)>,
+    /// This call re-checks a live session (the `context` import tells the plugin).
+    pub recheck: bool,
 }
 
 impl CallState {
@@ -95,6 +97,7 @@ impl CallState {
             memory_limit,
             out_of_memory: false,
             wasi: None,
+            recheck: false,
         }
     }
 }
@@ -202,6 +205,12 @@ impl clock::Host for CallState {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
         Ok(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+impl context::Host for CallState {
+    fn is_recheck(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.recheck)
     }
 }
 

@@ -344,6 +344,7 @@ impl LoadedPlugin {
             .map_err(|_| CallFailure::Trap("plugin runtime shut down".into()))?;
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let mut store = self.store(remaining);
+        store.data_mut().recheck = budget == Budget::Recheck;
         let run = async {
             let instance = self.start(&mut store).await?;
             Ok::<_, Step>(body(bound, &mut store, &instance).await?)

@@ -46,14 +46,13 @@ mod tests;
 use roles::{EvmConfig, OracleConfig, Refusal, Roles, RoomRule};
 use serde::Deserialize;
 use std::time::Duration;
-use switchboard_plugin_sdk::{AuthRequest, Config, Deny, Identity, Plugin, clock, kv, log};
+use switchboard_plugin_sdk::{
+    AuthRequest, Config, Deny, Identity, Plugin, clock, context, kv, log,
+};
 use token::{Credential, Scheme, TokenError};
 
 /// Longest `max_age_secs`: a signature is a login, not a long-lived key.
 const MAX_WINDOW_SECS: u64 = 86_400;
-/// How long a used signature is remembered when sessions are not re-checked: as long as a
-/// session admitted by it may still be re-checked (after a plugin reload).
-const REMEMBER_SECS: u64 = 86_400;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,15 +141,9 @@ impl ChainAuth {
         })
     }
 
-    /// How long a used signature is remembered: beyond its window, and beyond the next
-    /// re-check of the session it admitted (each re-check renews it).
-    fn remember(&self) -> Duration {
-        let recheck = if self.recheck_every_secs == 0 {
-            REMEMBER_SECS
-        } else {
-            3 * self.recheck_every_secs as u64 + 60
-        };
-        Duration::from_millis(self.max_age_ms + self.max_future_ms).max(Duration::from_secs(recheck))
+    /// How long a used signature is remembered: as long as it could pass the window.
+    fn window(&self) -> Duration {
+        Duration::from_millis(self.max_age_ms + self.max_future_ms)
     }
 }
 
@@ -193,18 +186,15 @@ impl Plugin for ChainAuth {
             .map_err(|e| deny_unauthorized(req, e.to_string()))?;
         let subject = address.subject(&cred.address);
 
-        // Each signature admits one session. The host re-checks a live session with the
-        // request that admitted it (same client address), so that is a re-check, not a replay.
+        // Each signature admits one session; the host's re-checks of that session (periodic,
+        // or after a reload) re-verify the signature and the roles, not the window or reuse.
+        let recheck = context::is_recheck();
         let used = format!("sig:{}", token::encode_hex(&cred.sig));
-        let client = req.remote_addr.clone().unwrap_or_default().into_bytes();
-        let seen = kv::get(&used).map_err(|e| kv_unavailable(req, e))?;
-        let recheck = match &seen {
-            Some(by) if *by == client && !client.is_empty() => true,
-            Some(_) => return Err(deny_unauthorized(req, "replayed signature".into())),
-            None => false,
-        };
         if !recheck {
             self.check_window(req, cred.ts_ms)?;
+            if kv::get(&used).map_err(|e| kv_unavailable(req, e))?.is_some() {
+                return Err(deny_unauthorized(req, "replayed signature".into()));
+            }
         }
 
         let role = self
@@ -216,10 +206,10 @@ impl Plugin for ChainAuth {
                 }
             })?;
 
-        if recheck {
-            let _ = kv::set_with_ttl(&used, &client, self.remember());
-        } else {
-            let fresh = kv::compare_and_set(&used, None, &client, Some(self.remember()))
+        // Claimed last, so a signature refused for its role can be retried once it has one;
+        // compare-and-set, so two requests racing with one signature admit one session.
+        if !recheck {
+            let fresh = kv::compare_and_set(&used, None, b"used", Some(self.window()))
                 .map_err(|e| kv_unavailable(req, e))?;
             if !fresh {
                 return Err(deny_unauthorized(req, "replayed signature".into()));
