@@ -418,10 +418,25 @@ async fn roles_come_from_the_chain_and_a_transfer_ends_the_live_session() {
         "re-checks keep the owner"
     );
 
+    // The node stops: new requests fail closed; the live session's re-checks cannot run,
+    // so it stays for the host's grace period (`auth.recheck_grace_secs`, 60 s) instead of
+    // ending at the first blip.
+    drop(node);
+    refused(
+        &post(&base, "publish", "other", Some(&token(owner, "other").await)).await,
+        403,
+        "chain unreachable",
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        server.sfu().counts("stage").publishers,
+        1,
+        "an unreachable chain does not end a live session at once"
+    );
+
     new_owner.close().await;
     live.close().await;
     server.shutdown().await;
-    drop(node);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

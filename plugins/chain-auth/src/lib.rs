@@ -201,6 +201,13 @@ impl Plugin for ChainAuth {
             .roles
             .decide(&req.room, req.action, &address, &cred.address)
             .map_err(|r| match r {
+                // A re-check that cannot reach the chain is not a verdict: fail the call, so
+                // the host keeps the session for `auth.recheck_grace_secs` and ends it only if
+                // the chain stays unreachable. A new request is denied (fail closed).
+                Refusal::Unavailable(why) if recheck => {
+                    log::warn(&format!("re-check of {subject} in `{}`: {why}", req.room));
+                    panic!("re-check could not run: {why}")
+                }
                 Refusal::Forbidden(why) | Refusal::Unavailable(why) => {
                     deny_forbidden(req, &subject, why)
                 }
