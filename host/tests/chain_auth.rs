@@ -423,7 +423,13 @@ async fn roles_come_from_the_chain_and_a_transfer_ends_the_live_session() {
     // ending at the first blip.
     drop(node);
     refused(
-        &post(&base, "publish", "other", Some(&token(owner, "other").await)).await,
+        &post(
+            &base,
+            "publish",
+            "other",
+            Some(&token(owner, "other").await),
+        )
+        .await,
         403,
         "chain unreachable",
     );
@@ -508,4 +514,62 @@ async fn roles_come_from_a_json_oracle() {
     );
     server.shutdown().await;
     oracle.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_action_can_be_signed_and_networks_restricted() {
+    const TEMPLATE: &str = "switchboard:{action}:{room}:{timestamp}";
+    let signed = |action: &str, ss58: u16| SignOptions {
+        action: Some(action.into()),
+        template: Some(TEMPLATE.into()),
+        ss58: Some(ss58),
+        ..SignOptions::default()
+    };
+    let alice = sign(Scheme::Sr25519, ALICE, "stage", signed("publish", 0));
+    let (server, base) = start(
+        &format!(
+            "message = \"{TEMPLATE}\"\nss58_prefixes = [0]\n\
+             [[plugins.config.rooms]]\nroom = \"stage\"\nowners = [\"{}\"]\n",
+            alice.address
+        ),
+        "",
+    )
+    .await;
+    // Polkadot's prefix (0) is accepted, the generic one (42) is not.
+    assert!(alice.address.starts_with('1'), "{}", alice.address);
+    assert!(admitted(
+        &post(&base, "publish", "stage", Some(&alice.token)).await
+    ));
+    let generic = sign_async(Scheme::Sr25519, ALICE, "stage", signed("publish", 42)).await;
+    refused(
+        &post(&base, "publish", "stage", Some(&generic.token)).await,
+        401,
+        "network prefix 42 is not accepted",
+    );
+    // Signed for playing, used to publish: the action is part of the message.
+    let for_play = sign_async(Scheme::Sr25519, ALICE, "stage", signed("play", 0)).await;
+    refused(
+        &post(&base, "publish", "stage", Some(&for_play.token)).await,
+        401,
+        "bad signature",
+    );
+    assert!(admitted(
+        &post(&base, "play", "stage", Some(&for_play.token)).await
+    ));
+    // A damaged SS58 address fails its checksum.
+    let mut claims = chain::decode_token(
+        &sign_async(Scheme::Sr25519, ALICE, "stage", signed("play", 0))
+            .await
+            .token,
+    );
+    let address = claims["address"].as_str().unwrap().to_owned();
+    let last = if address.ends_with('2') { '3' } else { '2' };
+    claims["address"] = json!(format!("{}{last}", &address[..address.len() - 1]));
+    let got = post(&base, "play", "stage", Some(&chain::encode_token(&claims))).await;
+    assert_eq!(got.0, 401, "{got:?}");
+    assert!(
+        got.1.contains("checksum") || got.1.contains("not SS58") || got.1.contains("32-byte"),
+        "{got:?}"
+    );
+    server.shutdown().await;
 }
