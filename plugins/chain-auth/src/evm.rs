@@ -37,7 +37,9 @@ impl Function {
         let signature: String = signature.chars().filter(|c| !c.is_whitespace()).collect();
         let open = signature.find('(').filter(|&i| i > 0);
         let (Some(open), true) = (open, signature.ends_with(')')) else {
-            return Err(format!("`{signature}` is not a function signature like `ownerOf(string)`"));
+            return Err(format!(
+                "`{signature}` is not a function signature like `ownerOf(string)`"
+            ));
         };
         let inner = &signature[open + 1..signature.len() - 1];
         let params = if inner.is_empty() {
@@ -116,7 +118,10 @@ pub fn call(upstream: &str, path: &str, contract: &str, data: &[u8]) -> Result<V
         .send()
         .map_err(|e| format!("chain unreachable: {e:?}"))?;
     if !(200..300).contains(&resp.status) {
-        return Err(format!("chain unreachable: JSON-RPC answered {}", resp.status));
+        return Err(format!(
+            "chain unreachable: JSON-RPC answered {}",
+            resp.status
+        ));
     }
     let answer: RpcAnswer = resp
         .json()

@@ -127,7 +127,9 @@ impl ChainAuth {
             return Err("max_future_secs: must be at most 600".into());
         }
         if let Some(p) = s.ss58_prefixes.iter().find(|&&p| p > 16383) {
-            return Err(format!("ss58_prefixes: {p} is not an SS58 prefix (0 to 16383)"));
+            return Err(format!(
+                "ss58_prefixes: {p} is not an SS58 prefix (0 to 16383)"
+            ));
         }
         let roles = Roles::new(s.rooms, s.evm, s.oracle, s.cache_secs)?;
         Ok(ChainAuth {
@@ -149,7 +151,11 @@ impl ChainAuth {
 
 /// Deny with a short reason to the client and the precise one in the log.
 fn deny_unauthorized(req: &AuthRequest, reason: String) -> Deny {
-    log::info(&format!("denied {} in `{}`: {reason}", req.action.as_str(), req.room));
+    log::info(&format!(
+        "denied {} in `{}`: {reason}",
+        req.action.as_str(),
+        req.room
+    ));
     Deny::unauthorized(reason)
 }
 
@@ -192,7 +198,10 @@ impl Plugin for ChainAuth {
         let used = format!("sig:{}", token::encode_hex(&cred.sig));
         if !recheck {
             self.check_window(req, cred.ts_ms)?;
-            if kv::get(&used).map_err(|e| kv_unavailable(req, e))?.is_some() {
+            if kv::get(&used)
+                .map_err(|e| kv_unavailable(req, e))?
+                .is_some()
+            {
                 return Err(deny_unauthorized(req, "replayed signature".into()));
             }
         }

@@ -113,9 +113,17 @@ fn oracle_path() -> String {
     "/roles/{room}/{address}".into()
 }
 
+/// A room rule with its addresses parsed (at load, so a typo fails the load).
+struct Rule {
+    config: RoomRule,
+    owners: Vec<Address>,
+    cohosts: Vec<Address>,
+    viewers: Vec<Address>,
+}
+
 /// The role sources, checked at load.
 pub struct Roles {
-    rules: Vec<(RoomRule, Vec<Address>, Vec<Address>, Vec<Address>)>,
+    rules: Vec<Rule>,
     evm: Option<Evm>,
     oracle: Option<OracleConfig>,
     cache: Duration,
@@ -151,18 +159,25 @@ impl Roles {
                 let owners = addresses(&format!("rooms[{i}].owners"), &r.owners)?;
                 let cohosts = addresses(&format!("rooms[{i}].cohosts"), &r.cohosts)?;
                 let viewers = addresses(&format!("rooms[{i}].viewer_list"), &r.viewer_list)?;
-                if r.viewers == Viewers::Ticket && evm.as_ref().and_then(|e| e.ticket.as_ref()).is_none() && oracle.is_none() {
+                if r.viewers == Viewers::Ticket
+                    && evm.as_ref().and_then(|e| e.ticket.as_ref()).is_none()
+                    && oracle.is_none()
+                {
                     return Err(format!(
                         "rooms[{i}].viewers: `ticket` needs evm.ticket or an oracle"
                     ));
                 }
-                Ok((r, owners, cohosts, viewers))
+                Ok(Rule {
+                    config: r,
+                    owners,
+                    cohosts,
+                    viewers,
+                })
             })
             .collect::<Result<Vec<_>, String>>()?;
         let evm = evm
             .map(|config| {
-                Address::evm(&config.contract)
-                    .map_err(|e| format!("evm.contract: {e}"))?;
+                Address::evm(&config.contract).map_err(|e| format!("evm.contract: {e}"))?;
                 let parse = |key: &str, sig: &Option<String>| {
                     sig.as_deref()
                         .map(|s| Function::parse(s).map_err(|e| format!("evm.{key}: {e}")))
@@ -201,27 +216,39 @@ impl Roles {
     }
 
     /// The role that lets `who` do `action` in `room`, or why not.
-    pub fn decide(&self, room: &str, action: Action, who: &Address, as_written: &str) -> Result<Role, Refusal> {
-        let rule = self.rules.iter().find(|(r, ..)| glob::matches(&r.room, room));
-        if let Some((_, owners, cohosts, _)) = rule {
-            if owners.iter().any(|a| a.same_wallet(who)) {
+    pub fn decide(
+        &self,
+        room: &str,
+        action: Action,
+        who: &Address,
+        as_written: &str,
+    ) -> Result<Role, Refusal> {
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| glob::matches(&r.config.room, room));
+        if let Some(rule) = rule {
+            if rule.owners.iter().any(|a| a.same_wallet(who)) {
                 return Ok(Role::Owner);
             }
-            if cohosts.iter().any(|a| a.same_wallet(who)) {
+            if rule.cohosts.iter().any(|a| a.same_wallet(who)) {
                 return Ok(Role::CoHost);
             }
         }
         match action {
             Action::Publish => match self.chain_host_role(room, who, as_written)? {
                 Some(role) => Ok(role),
-                None => Err(Refusal::Forbidden(format!("not the owner or a co-host of `{room}`"))),
+                None => Err(Refusal::Forbidden(format!(
+                    "not the owner or a co-host of `{room}`"
+                ))),
             },
             Action::Play => {
-                let viewers = rule.map(|(r, ..)| r.viewers).unwrap_or_default();
+                let viewers = rule.map(|r| r.config.viewers).unwrap_or_default();
                 match viewers {
                     Viewers::Open => Ok(Role::Viewer),
                     Viewers::Listed => {
-                        let listed = rule.is_some_and(|(.., v)| v.iter().any(|a| a.same_wallet(who)));
+                        let listed =
+                            rule.is_some_and(|r| r.viewers.iter().any(|a| a.same_wallet(who)));
                         if listed {
                             Ok(Role::Viewer)
                         } else {
@@ -244,23 +271,49 @@ impl Roles {
     }
 
     /// Owner or co-host according to the contract or the oracle.
-    fn chain_host_role(&self, room: &str, who: &Address, as_written: &str) -> Result<Option<Role>, Refusal> {
+    fn chain_host_role(
+        &self,
+        room: &str,
+        who: &Address,
+        as_written: &str,
+    ) -> Result<Option<Role>, Refusal> {
         if let (Some(evm), Some(caller)) = (&self.evm, who.evm_bytes()) {
-            let args = Args { room, caller, token_id: 0 };
+            let args = Args {
+                room,
+                caller,
+                token_id: 0,
+            };
             if let Some(f) = &evm.owner_of {
                 let owner = self.cached(&format!("o:{room}"), || {
-                    let ret = evm::call(&evm.config.upstream, &evm.config.path, &evm.config.contract, &f.encode(&args))?;
-                    evm::as_address(&ret).map(|a| a.to_vec()).ok_or_else(|| "contract answer too short".to_owned())
+                    let ret = evm::call(
+                        &evm.config.upstream,
+                        &evm.config.path,
+                        &evm.config.contract,
+                        &f.encode(&args),
+                    )?;
+                    evm::as_address(&ret)
+                        .map(|a| a.to_vec())
+                        .ok_or_else(|| "contract answer too short".to_owned())
                 })?;
                 if owner == caller {
                     return Ok(Some(Role::Owner));
                 }
             }
             if let Some(f) = &evm.is_cohost {
-                let yes = self.cached(&format!("c:{room}:{}", as_written.to_ascii_lowercase()), || {
-                    let ret = evm::call(&evm.config.upstream, &evm.config.path, &evm.config.contract, &f.encode(&args))?;
-                    evm::as_u128(&ret).map(|v| vec![(v != 0) as u8]).ok_or_else(|| "contract answer too short".to_owned())
-                })?;
+                let yes = self.cached(
+                    &format!("c:{room}:{}", as_written.to_ascii_lowercase()),
+                    || {
+                        let ret = evm::call(
+                            &evm.config.upstream,
+                            &evm.config.path,
+                            &evm.config.contract,
+                            &f.encode(&args),
+                        )?;
+                        evm::as_u128(&ret)
+                            .map(|v| vec![(v != 0) as u8])
+                            .ok_or_else(|| "contract answer too short".to_owned())
+                    },
+                )?;
                 if yes == [1] {
                     return Ok(Some(Role::CoHost));
                 }
@@ -277,14 +330,26 @@ impl Roles {
     }
 
     fn holds_ticket(&self, room: &str, who: &Address, as_written: &str) -> Result<bool, Refusal> {
-        if let (Some((ticket, f)), Some(caller)) =
-            (self.evm.as_ref().and_then(|e| e.ticket.as_ref()), who.evm_bytes())
-        {
+        if let (Some((ticket, f)), Some(caller)) = (
+            self.evm.as_ref().and_then(|e| e.ticket.as_ref()),
+            who.evm_bytes(),
+        ) {
             let evm = self.evm.as_ref().expect("ticket implies evm");
-            let args = Args { room, caller, token_id: ticket.token_id };
+            let args = Args {
+                room,
+                caller,
+                token_id: ticket.token_id,
+            };
             let balance = self.cached(&format!("t:{}", as_written.to_ascii_lowercase()), || {
-                let ret = evm::call(&evm.config.upstream, &evm.config.path, &ticket.contract, &f.encode(&args))?;
-                evm::as_u128(&ret).map(|v| v.to_be_bytes().to_vec()).ok_or_else(|| "contract answer too short".to_owned())
+                let ret = evm::call(
+                    &evm.config.upstream,
+                    &evm.config.path,
+                    &ticket.contract,
+                    &f.encode(&args),
+                )?;
+                evm::as_u128(&ret)
+                    .map(|v| v.to_be_bytes().to_vec())
+                    .ok_or_else(|| "contract answer too short".to_owned())
             })?;
             let balance = u128::from_be_bytes(balance.try_into().unwrap_or([0; 16]));
             if balance >= ticket.min_balance {
@@ -292,12 +357,20 @@ impl Roles {
             }
         }
         if let Some(oracle) = &self.oracle {
-            return Ok(matches!(self.oracle_role(oracle, room, as_written)?.as_str(), "owner" | "cohost" | "viewer"));
+            return Ok(matches!(
+                self.oracle_role(oracle, room, as_written)?.as_str(),
+                "owner" | "cohost" | "viewer"
+            ));
         }
         Ok(false)
     }
 
-    fn oracle_role(&self, oracle: &OracleConfig, room: &str, address: &str) -> Result<String, Refusal> {
+    fn oracle_role(
+        &self,
+        oracle: &OracleConfig,
+        room: &str,
+        address: &str,
+    ) -> Result<String, Refusal> {
         let role = self.cached(&format!("r:{room}:{address}"), || {
             let path = oracle
                 .path
@@ -314,19 +387,25 @@ impl Roles {
             struct Answer {
                 role: String,
             }
-            let answer: Answer = resp.json().map_err(|e| format!("role oracle: bad answer: {e}"))?;
+            let answer: Answer = resp
+                .json()
+                .map_err(|e| format!("role oracle: bad answer: {e}"))?;
             Ok(answer.role.into_bytes())
         })?;
         Ok(String::from_utf8_lossy(&role).into_owned())
     }
 
     /// `fetch` through the key-value cache (`cache_secs`; 0 = no cache).
-    fn cached(&self, key: &str, fetch: impl FnOnce() -> Result<Vec<u8>, String>) -> Result<Vec<u8>, Refusal> {
+    fn cached(
+        &self,
+        key: &str,
+        fetch: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<Vec<u8>, Refusal> {
         let key = format!("cache:{key}");
-        if !self.cache.is_zero() {
-            if let Ok(Some(hit)) = kv::get(&key) {
-                return Ok(hit);
-            }
+        if !self.cache.is_zero()
+            && let Ok(Some(hit)) = kv::get(&key)
+        {
+            return Ok(hit);
         }
         let value = fetch().map_err(Refusal::Unavailable)?;
         if !self.cache.is_zero() {

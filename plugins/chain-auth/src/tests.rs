@@ -42,7 +42,12 @@ fn tokens_decode_or_say_what_is_wrong() {
 #[test]
 fn the_message_fills_the_template() {
     assert_eq!(
-        token::message("livestream:{room}:{timestamp}", "lobby", 1700000000123, "play"),
+        token::message(
+            "livestream:{room}:{timestamp}",
+            "lobby",
+            1700000000123,
+            "play"
+        ),
         "livestream:lobby:1700000000123"
     );
     assert_eq!(
@@ -75,7 +80,9 @@ fn config_errors_name_the_key() {
     assert!(
         err(r#"{"rooms": [{"room": "a", "owners": ["0x12"]}]}"#).starts_with("rooms[0].owners:")
     );
-    assert!(err(r#"{"rooms": [{"room": "a", "viewers": "ticket"}]}"#).starts_with("rooms[0].viewers:"));
+    assert!(
+        err(r#"{"rooms": [{"room": "a", "viewers": "ticket"}]}"#).starts_with("rooms[0].viewers:")
+    );
     assert!(
         err(r#"{"evm": {"upstream": "c", "contract": "0x1234567890123456789012345678901234567890"}}"#)
             .starts_with("evm:")

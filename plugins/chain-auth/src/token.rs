@@ -90,8 +90,8 @@ impl Credential {
         let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token.trim_end_matches('='))
             .map_err(|_| TokenError::Malformed("not base64url"))?;
-        let raw: Raw =
-            serde_json::from_slice(&json).map_err(|_| TokenError::Malformed("not the JSON object"))?;
+        let raw: Raw = serde_json::from_slice(&json)
+            .map_err(|_| TokenError::Malformed("not the JSON object"))?;
         let scheme = Scheme::parse(&raw.scheme).ok_or(TokenError::UnknownScheme(raw.scheme))?;
         let sig = decode_hex(&raw.sig).ok_or(TokenError::Malformed("sig is not 0x-hex"))?;
         Ok(Credential {
@@ -105,8 +105,11 @@ impl Credential {
 
 /// `0x`-prefixed (or bare) hex.
 pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    let s = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
-    if s.len() % 2 != 0 {
+    let s = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

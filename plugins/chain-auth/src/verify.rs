@@ -37,8 +37,8 @@ pub fn verify(
 ) -> Result<Address, SignatureError> {
     match cred.scheme {
         Scheme::Sr25519 | Scheme::Ed25519 => {
-            let address = Address::ss58(&cred.address)
-                .map_err(|e| SignatureError::Address(e.to_string()))?;
+            let address =
+                Address::ss58(&cred.address).map_err(|e| SignatureError::Address(e.to_string()))?;
             let Address::Substrate { prefix, key } = &address else {
                 unreachable!("ss58 parses to a Substrate address")
             };
@@ -59,9 +59,10 @@ pub fn verify(
             }
         }
         Scheme::Eip191 => {
-            let address = Address::evm(&cred.address)
-                .map_err(|e| SignatureError::Address(e.to_string()))?;
-            let mut framed = format!("\x19Ethereum Signed Message:\n{}", message.len()).into_bytes();
+            let address =
+                Address::evm(&cred.address).map_err(|e| SignatureError::Address(e.to_string()))?;
+            let mut framed =
+                format!("\x19Ethereum Signed Message:\n{}", message.len()).into_bytes();
             framed.extend_from_slice(message.as_bytes());
             let prehash = crypto::keccak256(&framed);
             let signer = crypto::recover_secp256k1(&prehash, &cred.sig)
