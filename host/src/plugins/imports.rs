@@ -241,7 +241,11 @@ impl crypto::Host for CallState {
         signature: Vec<u8>,
     ) -> wasmtime::Result<bool> {
         self.check_crypto()?;
-        Ok(super::wallet::verify_sr25519(&public_key, &message, &signature))
+        Ok(super::wallet::verify_sr25519(
+            &public_key,
+            &message,
+            &signature,
+        ))
     }
 
     fn recover_secp256k1(

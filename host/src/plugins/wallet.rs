@@ -94,9 +94,21 @@ mod tests {
         let keys = schnorrkel::Keypair::generate();
         let sig = keys.sign_simple(SUBSTRATE_CONTEXT, b"livestream:lobby:1");
         let public = keys.public.to_bytes();
-        assert!(verify_sr25519(&public, b"livestream:lobby:1", &sig.to_bytes()));
-        assert!(!verify_sr25519(&public, b"livestream:lobby:2", &sig.to_bytes()));
-        assert!(!verify_sr25519(&public[..31], b"livestream:lobby:1", &sig.to_bytes()));
+        assert!(verify_sr25519(
+            &public,
+            b"livestream:lobby:1",
+            &sig.to_bytes()
+        ));
+        assert!(!verify_sr25519(
+            &public,
+            b"livestream:lobby:2",
+            &sig.to_bytes()
+        ));
+        assert!(!verify_sr25519(
+            &public[..31],
+            b"livestream:lobby:1",
+            &sig.to_bytes()
+        ));
         assert!(!verify_sr25519(&public, b"livestream:lobby:1", &[0; 64]));
     }
 
