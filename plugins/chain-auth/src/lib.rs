@@ -245,13 +245,13 @@ impl Plugin for ChainAuth {
 impl ChainAuth {
     fn check_window(&self, req: &AuthRequest, ts_ms: u64) -> Result<(), Deny> {
         let now = clock::now_ms();
-        if ts_ms + self.max_age_ms < now {
+        if ts_ms.saturating_add(self.max_age_ms) < now {
             return Err(deny_unauthorized(
                 req,
                 format!("stale timestamp ({} s old)", (now - ts_ms) / 1000),
             ));
         }
-        if ts_ms > now + self.max_future_ms {
+        if ts_ms > now.saturating_add(self.max_future_ms) {
             return Err(deny_unauthorized(req, "timestamp in the future".into()));
         }
         Ok(())
