@@ -3,12 +3,18 @@
 //!
 //! ```text
 //! cargo xtask plugins
-//! cargo run --release -p switchboard --example plugin_bench [-- --calls 5000 --secs 3]
+//! cargo run --release -p switchboard --example plugin_bench [-- --calls 5000 --secs 3 --chain-calls 2000]
 //! ```
 //!
 //! Every call is the full production path: fresh store, instantiate, `configure` with the
 //! plugin's config, the hook, output validation. Tokens come from PyJWT
 //! (`host/tests/support/mint_jwt.py`; `pip install pyjwt cryptography`).
+//!
+//! `chain-auth` rows (sr25519, ed25519, eip191): each signature admits one session, so every
+//! call gets a token of its own, all signed before timing by the wallets' libraries
+//! (`host/tests/chain/sign.mjs --count`; `npm ci` in `host/tests/chain`). The wallet owns the
+//! room in the plugin's config, so no chain lookup: signature check, timestamp window, replay
+//! check and claim in the kv store, role from config.
 //!
 //! Besides latency, each row reports the process's CPU time per call (user + system, and the
 //! system part alone, from `getrusage(RUSAGE_SELF)`, all threads: the caller, tokio's workers
@@ -24,6 +30,20 @@ use switchboard::auth::{Action, AdmitRequest, Gatekeeper, RoomCounts};
 use switchboard::plugins::{Hook, PluginConfig, PluginGate, PluginGrants, PluginLimits};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+/// The room every request asks for (and every chain-auth token is signed for).
+const ROOM: &str = "bench";
+/// Warm-up calls before each latency row.
+const WARMUP: usize = 200;
+/// chain-auth wallets: a secret URI for the Polkadot schemes; for eip191 the private key of
+/// ganache's first deterministic account (`ACCOUNTS[0]` in `host/tests/support/chain.rs`).
+const WALLETS: [(&str, &str); 3] = [
+    ("sr25519", "//Alice"),
+    ("ed25519", "//Alice"),
+    (
+        "eip191",
+        "0x4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d",
+    ),
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -88,10 +108,45 @@ fn mint() -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `count` chain-auth tokens for [`ROOM`] from one wallet, each with its own timestamp (now,
+/// now + 1 ms, ...) and so its own signature; and the wallet's address.
+fn sign_tokens(scheme: &str, seed: &str, count: usize) -> (String, Vec<String>) {
+    let dir = root().join("host/tests/chain");
+    let out = Command::new("node")
+        .arg(dir.join("sign.mjs"))
+        .args(["--scheme", scheme, "--seed", seed, "--room", ROOM])
+        .args(["--action", "publish", "--count", &count.to_string()])
+        .current_dir(&dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("node (Node.js) is needed for the chain-auth rows");
+    assert!(
+        out.status.success(),
+        "sign.mjs failed (run `npm ci` in {})",
+        dir.display()
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), count, "sign.mjs printed one line per token");
+    let address = lines[0]["address"].as_str().unwrap().to_string();
+    let tokens = lines
+        .iter()
+        .map(|l| l["token"].as_str().unwrap().to_string())
+        .collect();
+    (address, tokens)
+}
+
 fn request(token: &str) -> AdmitRequest {
+    request_for(token, Action::Play)
+}
+
+fn request_for(token: &str, action: Action) -> AdmitRequest {
     AdmitRequest {
-        room: "bench".into(),
-        action: Action::Play,
+        room: ROOM.into(),
+        action,
         credential: Some(token.into()),
         remote_addr: Some("127.0.0.1:5000".parse().unwrap()),
         counts: RoomCounts::default(),
@@ -129,15 +184,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn latency(label: &str, gate: &PluginGate, token: &str, calls: usize) {
-    let req = request(token);
-    for _ in 0..200 {
-        gate.admit(&req).await.expect("bench token is admitted");
+    latency_of(label, gate, &[request(token)], calls).await;
+}
+
+/// [`WARMUP`] calls then `calls` timed ones, taking `requests` in turn (round and round when
+/// there are fewer: the same token every time for the stateless plugins).
+async fn latency_of(label: &str, gate: &PluginGate, requests: &[AdmitRequest], calls: usize) {
+    let mut next = requests.iter().cycle();
+    for _ in 0..WARMUP {
+        gate.admit(next.next().unwrap())
+            .await
+            .expect("bench token is admitted");
     }
     let mut samples = Vec::with_capacity(calls);
     let cpu = cpu_time();
     for _ in 0..calls {
+        let req = next.next().unwrap();
         let started = Instant::now();
-        gate.admit(&req).await.expect("admitted");
+        gate.admit(req).await.expect("admitted");
         samples.push(started.elapsed());
     }
     let cpu = cpu_per_call(cpu, calls as u64);
@@ -216,6 +280,7 @@ async fn main() {
     let calls = arg("--calls", 5000) as usize;
     let only_baseline = std::env::args().any(|a| a == "--baseline-only");
     let secs = arg("--secs", 3);
+    let chain_calls = arg("--chain-calls", 2000) as usize;
     let minted = mint();
     let token = |alg: &str| minted["tokens"][alg].as_str().unwrap().to_string();
     let pem = |alg: &str| minted["pem"][alg].clone();
@@ -251,6 +316,24 @@ async fn main() {
         .await
         .unwrap();
         latency(&format!("auth-jwt {alg}"), &gate, &token(alg), calls).await;
+    }
+
+    for (scheme, seed) in WALLETS {
+        let (address, tokens) = sign_tokens(scheme, seed, WARMUP + chain_calls);
+        let requests: Vec<_> = tokens
+            .iter()
+            .map(|t| request_for(t, Action::Publish))
+            .collect();
+        let mut config = plugin(
+            "chain-auth",
+            json!({ "rooms": [{ "room": ROOM, "owners": [address] }] }),
+        );
+        config.grants.kv = true;
+        let gate = PluginGate::new(vec![config], Default::default())
+            .await
+            .unwrap();
+        let label = format!("chain-auth {scheme} (publish)");
+        latency_of(&label, &gate, &requests, chain_calls).await;
     }
 
     let hs = Arc::new(

@@ -4,9 +4,12 @@
 //
 //   node sign.mjs --scheme sr25519|ed25519|eip191 --seed <seed> --room <room>
 //                 [--action publish|play] [--ts <ms>] [--template 'livestream:{room}:{timestamp}']
-//                 [--wrap] [--ss58 <prefix>]
+//                 [--wrap] [--ss58 <prefix>] [--count <n>]
 //
 // Prints one JSON line: {"token": "...", "address": "...", "message": "..."}.
+// With --count N (default 1) it signs N tokens in this one process, with timestamps ts, ts+1,
+// ..., ts+N-1 (so every message, and so every signature, differs), and prints one such line
+// per token in that order: for benchmarks, which need a fresh signature per session.
 //
 // - message: the template with {room}, {timestamp} (= ts, default now) and {action}
 //   (default publish) substituted.
@@ -43,6 +46,7 @@ function options() {
       template: { type: "string", default: DEFAULT_TEMPLATE },
       wrap: { type: "boolean", default: false },
       ss58: { type: "string" },
+      count: { type: "string", default: "1" },
     },
     strict: true,
   });
@@ -53,7 +57,10 @@ function options() {
   if (!Number.isSafeInteger(ts) || ts < 0) fail(`--ts must be milliseconds, got ${values.ts}`);
   const ss58 = values.ss58 === undefined ? 42 : Number(values.ss58);
   if (!Number.isInteger(ss58) || ss58 < 0 || ss58 > 16383) fail(`bad --ss58 ${values.ss58}`);
-  return { ...values, ts, ss58 };
+  const count = Number(values.count);
+  if (!Number.isSafeInteger(count) || count < 1) fail(`--count must be at least 1, got ${values.count}`);
+  if (!Number.isSafeInteger(ts + count - 1)) fail(`--ts plus --count is too large`);
+  return { ...values, ts, ss58, count };
 }
 
 /// The template with its placeholders filled; every occurrence, not just the first.
@@ -64,33 +71,42 @@ function message({ template, room, ts, action }) {
     .replaceAll("{action}", action);
 }
 
-async function signPolkadot(type, opts, text) {
+/// A signer for the seed, made once: `sign(text)` gives `{address, sig}`.
+async function polkadotSigner(type, opts) {
   await cryptoWaitReady();
   const pair = new Keyring({ type, ss58Format: opts.ss58 }).addFromUri(opts.seed);
-  const bytes = opts.wrap ? u8aWrapBytes(text) : stringToU8a(text);
-  return { address: pair.address, sig: u8aToHex(pair.sign(bytes)) };
+  return async (text) => {
+    const bytes = opts.wrap ? u8aWrapBytes(text) : stringToU8a(text);
+    return { address: pair.address, sig: u8aToHex(pair.sign(bytes)) };
+  };
 }
 
-async function signEthereum(opts, text) {
+async function ethereumSigner(opts) {
   if (opts.wrap) fail("--wrap is for sr25519/ed25519; eip191 has its own prefix");
   const wallet = PRIVATE_KEY.test(opts.seed) ? new Wallet(opts.seed) : Wallet.fromPhrase(opts.seed);
-  return { address: wallet.address, sig: await wallet.signMessage(text) };
+  return async (text) => ({ address: wallet.address, sig: await wallet.signMessage(text) });
 }
 
 const opts = options();
-const text = message(opts);
-let signed;
+let sign;
 switch (opts.scheme) {
   case "sr25519":
   case "ed25519":
-    signed = await signPolkadot(opts.scheme, opts, text);
+    sign = await polkadotSigner(opts.scheme, opts);
     break;
   case "eip191":
-    signed = await signEthereum(opts, text);
+    sign = await ethereumSigner(opts);
     break;
   default:
     fail(`unknown --scheme ${opts.scheme} (sr25519, ed25519 or eip191)`);
 }
-const claims = { scheme: opts.scheme, address: signed.address, ts: opts.ts, sig: signed.sig };
-const token = Buffer.from(JSON.stringify(claims), "utf8").toString("base64url");
-process.stdout.write(JSON.stringify({ token, address: signed.address, message: text }) + "\n");
+const lines = [];
+for (let i = 0; i < opts.count; i++) {
+  const ts = opts.ts + i;
+  const text = message({ ...opts, ts });
+  const signed = await sign(text);
+  const claims = { scheme: opts.scheme, address: signed.address, ts, sig: signed.sig };
+  const token = Buffer.from(JSON.stringify(claims), "utf8").toString("base64url");
+  lines.push(JSON.stringify({ token, address: signed.address, message: text }) + "\n");
+}
+process.stdout.write(lines.join(""));
