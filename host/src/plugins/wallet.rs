@@ -1,6 +1,6 @@
 //! The wallet-signature primitives behind the `crypto` import (WIT 0.2.0): sr25519 as
 //! Polkadot wallets sign, secp256k1 public-key recovery and Keccak-256 as Ethereum wallets
-//! sign, BLAKE2b for SS58 checksums. Native, so plugins keep no heavy arithmetic in wasm.
+//! sign (libsecp256k1), BLAKE2b for SS58 checksums. Native, so plugins keep no heavy arithmetic in wasm.
 //! Malformed input is `false` / `None`, never an error: the plugin decides what it means.
 
 use blake2::digest::{Update, VariableOutput};
@@ -24,8 +24,12 @@ pub fn verify_sr25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> bo
 /// The uncompressed public key (`x || y`, 64 bytes) that made the 65-byte `r || s || v`
 /// `signature` over the 32-byte `prehash`; low `s` only, `v` in 0, 1, 27, 28.
 pub fn recover_secp256k1(prehash: &[u8], signature: &[u8]) -> Option<Vec<u8>> {
-    use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
-    if prehash.len() != 32 || signature.len() != 65 {
+    use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
+    use std::sync::LazyLock;
+    static CONTEXT: LazyLock<secp256k1::Secp256k1<secp256k1::VerifyOnly>> =
+        LazyLock::new(secp256k1::Secp256k1::verification_only);
+    let prehash: [u8; 32] = prehash.try_into().ok()?;
+    if signature.len() != 65 {
         return None;
     }
     let v = match signature[64] {
@@ -33,15 +37,18 @@ pub fn recover_secp256k1(prehash: &[u8], signature: &[u8]) -> Option<Vec<u8>> {
         v @ (27 | 28) => v - 27,
         _ => return None,
     };
-    let sig = Signature::from_slice(&signature[..64]).ok()?;
+    let id = RecoveryId::try_from(i32::from(v)).ok()?;
+    let sig = RecoverableSignature::from_compact(&signature[..64], id).ok()?;
     // High-s signatures are malleable copies of low-s ones: refuse them, as Ethereum does.
-    if sig.normalize_s().is_some() {
+    let standard = sig.to_standard();
+    let mut normalized = standard;
+    normalized.normalize_s();
+    if normalized != standard {
         return None;
     }
-    let id = RecoveryId::from_byte(v)?;
-    let key = VerifyingKey::recover_from_prehash(prehash, &sig, id).ok()?;
-    let point = key.to_encoded_point(false);
-    Some(point.as_bytes()[1..].to_vec())
+    let message = secp256k1::Message::from_digest(prehash);
+    let key = CONTEXT.recover_ecdsa(&message, &sig).ok()?;
+    Some(key.serialize_uncompressed()[1..].to_vec())
 }
 
 /// Keccak-256 of `data`.
