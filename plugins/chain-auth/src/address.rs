@@ -72,6 +72,31 @@ impl Address {
     /// Parse `0x` + 40 hex digits, checksummed (EIP-55) or not: the checksum is not required
     /// since wallets and configs write both forms.
     pub fn evm(s: &str) -> Result<Address, AddressError> {
+        Address::evm_unchecked(s)
+    }
+
+    /// Like [`Address::evm`], and a mixed-case address must carry a valid EIP-55 checksum:
+    /// for configs, where a typo must fail the load rather than name nobody.
+    pub fn evm_checked(s: &str) -> Result<Address, AddressError> {
+        let address = Address::evm_unchecked(s)?;
+        let hex = &s[2..];
+        let mixed = hex.bytes().any(|b| b.is_ascii_uppercase())
+            && hex.bytes().any(|b| b.is_ascii_lowercase());
+        if mixed {
+            let lower = hex.to_ascii_lowercase();
+            let hash = crypto::keccak256(lower.as_bytes());
+            let ok = hex.bytes().enumerate().all(|(i, c)| {
+                let nibble = (hash[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 0x0f;
+                !c.is_ascii_alphabetic() || c.is_ascii_uppercase() == (nibble >= 8)
+            });
+            if !ok {
+                return Err(AddressError::BadChecksum);
+            }
+        }
+        Ok(address)
+    }
+
+    fn evm_unchecked(s: &str) -> Result<Address, AddressError> {
         if s.len() != 42 || !(s.starts_with("0x") || s.starts_with("0X")) {
             return Err(AddressError::NotEvm);
         }
@@ -81,10 +106,10 @@ impl Address {
         Ok(Address::Evm(out))
     }
 
-    /// Either form, by its shape (configs list both).
+    /// Either form, by its shape (configs list both); EIP-55 checked.
     pub fn parse(s: &str) -> Result<Address, AddressError> {
         if s.starts_with("0x") || s.starts_with("0X") {
-            Address::evm(s)
+            Address::evm_checked(s)
         } else {
             Address::ss58(s)
         }
@@ -107,12 +132,38 @@ impl Address {
         }
     }
 
-    /// The subject the host sees: the SS58 address as the wallet wrote it, or the Ethereum
-    /// address in lower case (one subject per wallet whatever the checksum casing).
-    pub fn subject(&self, as_written: &str) -> String {
+    /// The subject the host sees, one per wallet: SS58 re-encoded with `prefix` (whatever
+    /// network form the client wrote), Ethereum addresses in lower case.
+    pub fn subject(&self, prefix: u16) -> String {
         match self {
-            Address::Substrate { .. } => as_written.to_owned(),
+            Address::Substrate { key, .. } => encode_ss58(prefix, key),
             Address::Evm(a) => encode_hex(a),
         }
     }
+
+    /// The wallet's key or address bytes, as hex: what identifies the signer.
+    pub fn signer_hex(&self) -> String {
+        match self {
+            Address::Substrate { key, .. } => encode_hex(key),
+            Address::Evm(a) => encode_hex(a),
+        }
+    }
+}
+
+/// SS58 of `key` under network `prefix` (one byte below 64, two bytes up to 16383).
+pub fn encode_ss58(prefix: u16, key: &[u8; 32]) -> String {
+    let mut body = if prefix < 64 {
+        vec![prefix as u8]
+    } else {
+        // The SS58 registry's two-byte form: 14 bits spread over two bytes.
+        let first = (((prefix & 0b0000_0000_1111_1100) as u8) >> 2) | 0b0100_0000;
+        let second = ((prefix >> 8) as u8) | (((prefix & 0b0000_0000_0000_0011) as u8) << 6);
+        vec![first, second]
+    };
+    body.extend_from_slice(key);
+    let mut pre = b"SS58PRE".to_vec();
+    pre.extend_from_slice(&body);
+    let hash = crypto::blake2b(&pre, 64);
+    body.extend_from_slice(&hash[..2]);
+    bs58::encode(body).into_string()
 }

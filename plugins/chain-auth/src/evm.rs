@@ -60,6 +60,11 @@ impl Function {
         Ok(Function { signature, params })
     }
 
+    /// Whether one parameter is the caller's address.
+    pub fn takes_caller(&self) -> bool {
+        self.params.contains(&Param::Caller)
+    }
+
     /// The call data: selector, then the head words, then the strings' tails.
     pub fn encode(&self, args: &Args) -> Vec<u8> {
         let selector = crypto::keccak256(self.signature.as_bytes());
@@ -102,10 +107,12 @@ struct RpcAnswer {
 
 #[derive(Deserialize)]
 struct RpcError {
+    code: Option<i64>,
     message: String,
 }
 
-/// `eth_call` of `data` on `contract` at the latest block; the returned bytes.
+/// `eth_call` of `data` on `contract` at the latest block; the returned bytes, empty when the
+/// call reverted (an answer: "no"). Transport failures and other JSON-RPC errors are errors.
 pub fn call(upstream: &str, path: &str, contract: &str, data: &[u8]) -> Result<Vec<u8>, String> {
     let body = serde_json::json!({
         "jsonrpc": "2.0",
@@ -116,23 +123,22 @@ pub fn call(upstream: &str, path: &str, contract: &str, data: &[u8]) -> Result<V
     let resp = http::Request::post(upstream, path, body.to_string())
         .header("content-type", "application/json")
         .send()
-        .map_err(|e| format!("chain unreachable: {e:?}"))?;
+        .map_err(|e| format!("{e:?}"))?;
     if !(200..300).contains(&resp.status) {
-        return Err(format!(
-            "chain unreachable: JSON-RPC answered {}",
-            resp.status
-        ));
+        return Err(format!("JSON-RPC answered {}", resp.status));
     }
     let answer: RpcAnswer = resp
         .json()
-        .map_err(|e| format!("chain unreachable: bad JSON-RPC answer: {e}"))?;
+        .map_err(|e| format!("bad JSON-RPC answer: {e}"))?;
     if let Some(err) = answer.error {
-        return Err(format!("contract call failed: {}", err.message));
+        // Code 3 (or a message saying so) is the contract reverting: a real answer.
+        if err.code == Some(3) || err.message.to_ascii_lowercase().contains("revert") {
+            return Ok(Vec::new());
+        }
+        return Err(format!("JSON-RPC error: {}", err.message));
     }
-    let result = answer
-        .result
-        .ok_or("chain unreachable: JSON-RPC answer without result")?;
-    decode_hex(&result).ok_or_else(|| "chain unreachable: result is not hex".to_owned())
+    let result = answer.result.ok_or("JSON-RPC answer without result")?;
+    decode_hex(&result).ok_or_else(|| "result is not hex".to_owned())
 }
 
 /// The first word as an address (`address` return).

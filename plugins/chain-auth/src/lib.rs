@@ -97,6 +97,8 @@ pub struct ChainAuth {
     max_future_ms: u64,
     ss58_prefixes: Vec<u16>,
     recheck_every_secs: u32,
+    /// The SS58 network subjects are written in: the first of `ss58_prefixes`, else 42.
+    subject_prefix: u16,
     roles: Roles,
 }
 
@@ -137,35 +139,52 @@ impl ChainAuth {
             message: s.message,
             max_age_ms: s.max_age_secs * 1000,
             max_future_ms: s.max_future_secs * 1000,
+            subject_prefix: s.ss58_prefixes.first().copied().unwrap_or(42),
             ss58_prefixes: s.ss58_prefixes,
             recheck_every_secs: s.recheck_every_secs,
             roles,
         })
     }
 
-    /// How long a used signature is remembered: as long as it could pass the window.
-    fn window(&self) -> Duration {
-        Duration::from_millis(self.max_age_ms + self.max_future_ms)
+    /// How long a used signature is remembered: as long as it could pass the window, plus a
+    /// minute for the wall clock (the window) and the store's monotonic clock (the TTL)
+    /// drifting apart.
+    fn remember(&self) -> Duration {
+        Duration::from_millis(self.max_age_ms + self.max_future_ms) + Duration::from_secs(60)
     }
 }
 
-/// Deny with a short reason to the client and the precise one in the log.
-fn deny_unauthorized(req: &AuthRequest, reason: String) -> Deny {
+/// Deny with `reason` to the client; the log line adds the wallet (as the token claims it).
+fn deny_unauthorized(req: &AuthRequest, claimed: &str, reason: String) -> Deny {
     log::info(&format!(
-        "denied {} in `{}`: {reason}",
+        "denied {} in `{}` for `{claimed}`: {reason}",
         req.action.as_str(),
         req.room
     ));
     Deny::unauthorized(reason)
 }
 
-fn deny_forbidden(req: &AuthRequest, who: &str, reason: String) -> Deny {
-    log::info(&format!(
-        "denied {who} {} in `{}`: {reason}",
+/// Deny a verified wallet: `reason` to the client, `detail` (if any) to the log as well.
+fn deny_forbidden(req: &AuthRequest, who: &str, reason: String, detail: Option<&str>) -> Deny {
+    let line = format!(
+        "denied {who} {} in `{}`: {reason}{}",
         req.action.as_str(),
-        req.room
-    ));
+        req.room,
+        detail.map(|d| format!(" ({d})")).unwrap_or_default()
+    );
+    if detail.is_some() {
+        log::warn(&line);
+    } else {
+        log::info(&line);
+    }
     Deny::forbidden(reason)
+}
+
+/// The kv store failed (full, or an entry too large): not the caller's fault, so no verdict —
+/// fail the call (the host answers 503 and counts the plugin failure).
+fn kv_failed(e: kv::KvError) -> ! {
+    log::error(&format!("replay protection unavailable: kv {e:?}"));
+    panic!("replay protection unavailable: kv {e:?}")
 }
 
 impl Plugin for ChainAuth {
@@ -179,56 +198,68 @@ impl Plugin for ChainAuth {
                 TokenError::Missing => "missing wallet token".to_owned(),
                 other => other.to_string(),
             };
-            deny_unauthorized(req, reason)
+            deny_unauthorized(req, "-", reason)
         })?;
+        let claimed = cred.address.as_str();
         if !self.schemes.contains(&cred.scheme) {
             return Err(deny_unauthorized(
                 req,
+                claimed,
                 format!("scheme `{}` is not accepted here", cred.scheme.as_str()),
             ));
         }
-        let message = token::message(&self.message, &req.room, cred.ts_ms, req.action.as_str());
-        let address = verify::verify(&cred, &message, &self.ss58_prefixes)
-            .map_err(|e| deny_unauthorized(req, e.to_string()))?;
-        let subject = address.subject(&cred.address);
-
         // Each signature admits one session; the host's re-checks of that session (periodic,
         // or after a reload) re-verify the signature and the roles, not the window or reuse.
         let recheck = context::is_recheck();
-        let used = format!("sig:{}", token::encode_hex(&cred.sig));
         if !recheck {
-            self.check_window(req, cred.ts_ms)?;
-            if kv::get(&used)
-                .map_err(|e| kv_unavailable(req, e))?
-                .is_some()
-            {
-                return Err(deny_unauthorized(req, "replayed signature".into()));
-            }
+            self.check_window(req, claimed, cred.ts_ms)?;
+        }
+        let message = token::message(&self.message, &req.room, cred.ts_ms, req.action.as_str());
+        let address = verify::verify(&cred, &message, &self.ss58_prefixes)
+            .map_err(|e| deny_unauthorized(req, claimed, e.to_string()))?;
+        let subject = address.subject(self.subject_prefix);
+
+        // Keyed by signer and signed message, not by the signature's bytes: an EIP-191
+        // signature with `v` as 0/1 or 27/28 is one signature, and so is any other encoding.
+        let used = format!(
+            "used:{}:{}:{}",
+            cred.scheme.as_str(),
+            address.signer_hex(),
+            token::encode_hex(&switchboard_plugin_sdk::crypto::keccak256(
+                message.as_bytes()
+            ))
+        );
+        if !recheck && kv::get(&used).unwrap_or_else(|e| kv_failed(e)).is_some() {
+            return Err(deny_unauthorized(req, claimed, "replayed signature".into()));
         }
 
         let role = self
             .roles
-            .decide(&req.room, req.action, &address, &cred.address)
+            .decide(&req.room, req.action, &address, &subject)
             .map_err(|r| match r {
                 // A re-check that cannot reach the chain is not a verdict: fail the call, so
                 // the host keeps the session for `auth.recheck_grace_secs` and ends it only if
                 // the chain stays unreachable. A new request is denied (fail closed).
-                Refusal::Unavailable(why) if recheck => {
-                    log::warn(&format!("re-check of {subject} in `{}`: {why}", req.room));
-                    panic!("re-check could not run: {why}")
+                Refusal::Unavailable { short, detail } if recheck => {
+                    log::warn(&format!(
+                        "re-check of {subject} in `{}`: {short} ({detail})",
+                        req.room
+                    ));
+                    panic!("re-check could not run: {short} ({detail})")
                 }
-                Refusal::Forbidden(why) | Refusal::Unavailable(why) => {
-                    deny_forbidden(req, &subject, why)
+                Refusal::Unavailable { short, detail } => {
+                    deny_forbidden(req, &subject, short.to_owned(), Some(&detail))
                 }
+                Refusal::Forbidden(why) => deny_forbidden(req, &subject, why, None),
             })?;
 
         // Claimed last, so a signature refused for its role can be retried once it has one;
         // compare-and-set, so two requests racing with one signature admit one session.
         if !recheck {
-            let fresh = kv::compare_and_set(&used, None, b"used", Some(self.window()))
-                .map_err(|e| kv_unavailable(req, e))?;
+            let fresh = kv::compare_and_set(&used, None, b"used", Some(self.remember()))
+                .unwrap_or_else(|e| kv_failed(e));
             if !fresh {
-                return Err(deny_unauthorized(req, "replayed signature".into()));
+                return Err(deny_unauthorized(req, claimed, "replayed signature".into()));
             }
         }
 
@@ -243,30 +274,24 @@ impl Plugin for ChainAuth {
 }
 
 impl ChainAuth {
-    fn check_window(&self, req: &AuthRequest, ts_ms: u64) -> Result<(), Deny> {
+    fn check_window(&self, req: &AuthRequest, claimed: &str, ts_ms: u64) -> Result<(), Deny> {
         let now = clock::now_ms();
         if ts_ms.saturating_add(self.max_age_ms) < now {
             return Err(deny_unauthorized(
                 req,
+                claimed,
                 format!("stale timestamp ({} s old)", (now - ts_ms) / 1000),
             ));
         }
         if ts_ms > now.saturating_add(self.max_future_ms) {
-            return Err(deny_unauthorized(req, "timestamp in the future".into()));
+            return Err(deny_unauthorized(
+                req,
+                claimed,
+                "timestamp in the future".into(),
+            ));
         }
         Ok(())
     }
-}
-
-fn kv_unavailable(req: &AuthRequest, e: kv::KvError) -> Deny {
-    log::error(&format!(
-        "replay protection unavailable ({e:?}): grant `kv = true` to this plugin"
-    ));
-    Deny::unauthorized(format!(
-        "cannot check {} in `{}` now",
-        req.action.as_str(),
-        req.room
-    ))
 }
 
 switchboard_plugin_sdk::register!(ChainAuth);

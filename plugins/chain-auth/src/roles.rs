@@ -3,7 +3,9 @@
 //! Sources, first match wins: the room rules in config (owners and co-hosts per room or
 //! pattern, and who may view), then the chain — an EVM contract through `eth_call`, or a JSON
 //! role oracle — when configured. Chain answers are cached in the plugin's key-value store
-//! for `cache_secs`; an unreachable chain or oracle denies (fail closed) with that reason.
+//! for `cache_secs` (keys name the contract or oracle, the room and the wallet); an
+//! unreachable chain or oracle denies (fail closed) with that reason. A reverted call (e.g.
+//! `ownerOf` of an unknown id) is an answer: no role.
 
 use crate::address::Address;
 use crate::evm::{self, Args, Function};
@@ -83,10 +85,12 @@ pub struct TicketConfig {
     /// `balanceOf(address)` for ERC-20 and ERC-721, `balanceOf(address,uint256)` for ERC-1155.
     #[serde(default = "balance_of")]
     pub balance_of: String,
-    /// ERC-1155 token id.
-    #[serde(default)]
+    /// ERC-1155 token id: a number, or a decimal or `0x` string for ids beyond TOML's
+    /// 64-bit integers.
+    #[serde(default, deserialize_with = "amount")]
     pub token_id: u128,
-    #[serde(default = "one")]
+    /// Smallest balance that admits, in the token's base units (a number or a string).
+    #[serde(default = "one", deserialize_with = "amount")]
     pub min_balance: u128,
 }
 
@@ -98,6 +102,30 @@ pub struct OracleConfig {
     pub upstream: String,
     #[serde(default = "oracle_path")]
     pub path: String,
+}
+
+/// A number, or a decimal or `0x`-hex string (up to 128 bits).
+fn amount<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Amount {
+        Number(u64),
+        Text(String),
+    }
+    match Amount::deserialize(d)? {
+        Amount::Number(n) => Ok(n as u128),
+        Amount::Text(t) => {
+            let parsed = match t.strip_prefix("0x") {
+                Some(hex) => u128::from_str_radix(hex, 16),
+                None => t.parse(),
+            };
+            parsed.map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{t}` is not a number below 2^128 (decimal or 0x hex)"
+                ))
+            })
+        }
+    }
 }
 
 fn root() -> String {
@@ -185,6 +213,11 @@ impl Roles {
                 };
                 let owner_of = parse("owner_of", &config.owner_of)?;
                 let is_cohost = parse("is_cohost", &config.is_cohost)?;
+                // Without the caller among its parameters, the answer would be the same for
+                // every wallet: a typo that would make everyone a co-host.
+                if is_cohost.as_ref().is_some_and(|f| !f.takes_caller()) {
+                    return Err("evm.is_cohost: must take an `address` (the caller)".to_owned());
+                }
                 let ticket = config
                     .ticket
                     .clone()
@@ -193,6 +226,12 @@ impl Roles {
                             .map_err(|e| format!("evm.ticket.contract: {e}"))?;
                         let f = Function::parse(&t.balance_of)
                             .map_err(|e| format!("evm.ticket.balance_of: {e}"))?;
+                        if !f.takes_caller() {
+                            return Err(
+                                "evm.ticket.balance_of: must take an `address` (the caller)"
+                                    .to_owned(),
+                            );
+                        }
                         Ok::<_, String>((t, f))
                     })
                     .transpose()?;
@@ -207,6 +246,14 @@ impl Roles {
                 })
             })
             .transpose()?;
+        if let Some(o) = &oracle
+            && !o.path.contains("{address}")
+        {
+            return Err(
+                "oracle.path: must contain {address}, or every wallet gets the same answer"
+                    .to_owned(),
+            );
+        }
         Ok(Roles {
             rules,
             evm,
@@ -221,7 +268,7 @@ impl Roles {
         room: &str,
         action: Action,
         who: &Address,
-        as_written: &str,
+        subject: &str,
     ) -> Result<Role, Refusal> {
         let rule = self
             .rules
@@ -236,7 +283,7 @@ impl Roles {
             }
         }
         match action {
-            Action::Publish => match self.chain_host_role(room, who, as_written)? {
+            Action::Publish => match self.chain_host_role(room, who, subject)? {
                 Some(role) => Ok(role),
                 None => Err(Refusal::Forbidden(format!(
                     "not the owner or a co-host of `{room}`"
@@ -251,15 +298,17 @@ impl Roles {
                             rule.is_some_and(|r| r.viewers.iter().any(|a| a.same_wallet(who)));
                         if listed {
                             Ok(Role::Viewer)
+                        } else if let Some(role) = self.chain_host_role(room, who, subject)? {
+                            Ok(role)
                         } else {
                             Err(Refusal::Forbidden(format!("not allowed to view `{room}`")))
                         }
                     }
                     Viewers::Ticket => {
-                        if let Some(role) = self.chain_host_role(room, who, as_written)? {
+                        if let Some(role) = self.chain_host_role(room, who, subject)? {
                             return Ok(role);
                         }
-                        if self.holds_ticket(room, who, as_written)? {
+                        if self.holds_ticket(room, who, subject)? {
                             Ok(Role::Viewer)
                         } else {
                             Err(Refusal::Forbidden(format!("no ticket to view `{room}`")))
@@ -275,7 +324,7 @@ impl Roles {
         &self,
         room: &str,
         who: &Address,
-        as_written: &str,
+        subject: &str,
     ) -> Result<Option<Role>, Refusal> {
         if let (Some(evm), Some(caller)) = (&self.evm, who.evm_bytes()) {
             let args = Args {
@@ -284,16 +333,18 @@ impl Roles {
                 token_id: 0,
             };
             if let Some(f) = &evm.owner_of {
-                let owner = self.cached(&format!("o:{room}"), || {
+                let key = format!("o:{}:{room}", evm.config.contract);
+                let owner = self.cached(&key, CHAIN, || {
                     let ret = evm::call(
                         &evm.config.upstream,
                         &evm.config.path,
                         &evm.config.contract,
                         &f.encode(&args),
                     )?;
-                    evm::as_address(&ret)
+                    // A revert or an empty answer: no owner.
+                    Ok(evm::as_address(&ret)
                         .map(|a| a.to_vec())
-                        .ok_or_else(|| "contract answer too short".to_owned())
+                        .unwrap_or_default())
                 })?;
                 if owner == caller {
                     return Ok(Some(Role::Owner));
@@ -301,7 +352,8 @@ impl Roles {
             }
             if let Some(f) = &evm.is_cohost {
                 let yes = self.cached(
-                    &format!("c:{room}:{}", as_written.to_ascii_lowercase()),
+                    &format!("c:{}:{room}:{subject}", evm.config.contract),
+                    CHAIN,
                     || {
                         let ret = evm::call(
                             &evm.config.upstream,
@@ -309,9 +361,7 @@ impl Roles {
                             &evm.config.contract,
                             &f.encode(&args),
                         )?;
-                        evm::as_u128(&ret)
-                            .map(|v| vec![(v != 0) as u8])
-                            .ok_or_else(|| "contract answer too short".to_owned())
+                        Ok(vec![(evm::as_u128(&ret).unwrap_or(0) != 0) as u8])
                     },
                 )?;
                 if yes == [1] {
@@ -320,7 +370,7 @@ impl Roles {
             }
         }
         if let Some(oracle) = &self.oracle {
-            return match self.oracle_role(oracle, room, as_written)?.as_str() {
+            return match self.oracle_role(oracle, room, subject)?.as_str() {
                 "owner" => Ok(Some(Role::Owner)),
                 "cohost" => Ok(Some(Role::CoHost)),
                 _ => Ok(None),
@@ -329,7 +379,7 @@ impl Roles {
         Ok(None)
     }
 
-    fn holds_ticket(&self, room: &str, who: &Address, as_written: &str) -> Result<bool, Refusal> {
+    fn holds_ticket(&self, room: &str, who: &Address, subject: &str) -> Result<bool, Refusal> {
         if let (Some((ticket, f)), Some(caller)) = (
             self.evm.as_ref().and_then(|e| e.ticket.as_ref()),
             who.evm_bytes(),
@@ -340,16 +390,15 @@ impl Roles {
                 caller,
                 token_id: ticket.token_id,
             };
-            let balance = self.cached(&format!("t:{}", as_written.to_ascii_lowercase()), || {
+            let key = format!("t:{}:{}:{room}:{subject}", ticket.contract, ticket.token_id);
+            let balance = self.cached(&key, CHAIN, || {
                 let ret = evm::call(
                     &evm.config.upstream,
                     &evm.config.path,
                     &ticket.contract,
                     &f.encode(&args),
                 )?;
-                evm::as_u128(&ret)
-                    .map(|v| v.to_be_bytes().to_vec())
-                    .ok_or_else(|| "contract answer too short".to_owned())
+                Ok(evm::as_u128(&ret).unwrap_or(0).to_be_bytes().to_vec())
             })?;
             let balance = u128::from_be_bytes(balance.try_into().unwrap_or([0; 16]));
             if balance >= ticket.min_balance {
@@ -358,7 +407,7 @@ impl Roles {
         }
         if let Some(oracle) = &self.oracle {
             return Ok(matches!(
-                self.oracle_role(oracle, room, as_written)?.as_str(),
+                self.oracle_role(oracle, room, subject)?.as_str(),
                 "owner" | "cohost" | "viewer"
             ));
         }
@@ -371,7 +420,8 @@ impl Roles {
         room: &str,
         address: &str,
     ) -> Result<String, Refusal> {
-        let role = self.cached(&format!("r:{room}:{address}"), || {
+        let key = format!("r:{}:{room}:{address}", oracle.upstream);
+        let role = self.cached(&key, ORACLE, || {
             let path = oracle
                 .path
                 .replace("{room}", &percent_encode(room))
@@ -379,26 +429,26 @@ impl Roles {
             let resp = http::Request::get(&oracle.upstream, &path)
                 .header("accept", "application/json")
                 .send()
-                .map_err(|e| format!("role oracle unreachable: {e:?}"))?;
+                .map_err(|e| format!("{e:?}"))?;
             if resp.status != 200 {
-                return Err(format!("role oracle unreachable: answered {}", resp.status));
+                return Err(format!("answered {}", resp.status));
             }
             #[derive(Deserialize)]
             struct Answer {
                 role: String,
             }
-            let answer: Answer = resp
-                .json()
-                .map_err(|e| format!("role oracle: bad answer: {e}"))?;
+            let answer: Answer = resp.json().map_err(|e| format!("bad answer: {e}"))?;
             Ok(answer.role.into_bytes())
         })?;
         Ok(String::from_utf8_lossy(&role).into_owned())
     }
 
     /// `fetch` through the key-value cache (`cache_secs`; 0 = no cache).
+    /// A failing `fetch` is `source` unavailable (the short reason clients get).
     fn cached(
         &self,
         key: &str,
+        source: &'static str,
         fetch: impl FnOnce() -> Result<Vec<u8>, String>,
     ) -> Result<Vec<u8>, Refusal> {
         let key = format!("cache:{key}");
@@ -407,7 +457,10 @@ impl Roles {
         {
             return Ok(hit);
         }
-        let value = fetch().map_err(Refusal::Unavailable)?;
+        let value = fetch().map_err(|detail| Refusal::Unavailable {
+            short: source,
+            detail,
+        })?;
         if !self.cache.is_zero() {
             // A full or ungranted store only costs the cache.
             let _ = kv::set_with_ttl(&key, &value, self.cache);
@@ -421,9 +474,14 @@ impl Roles {
 pub enum Refusal {
     /// The wallet does not have the role (403).
     Forbidden(String),
-    /// The chain or oracle could not answer: fail closed (403, reason says so).
-    Unavailable(String),
+    /// The chain or oracle could not answer: fail closed. `short` goes to the client,
+    /// `detail` (transport error, status) to the log.
+    Unavailable { short: &'static str, detail: String },
 }
+
+/// The short reasons for an unreachable role source.
+const CHAIN: &str = "chain unreachable";
+const ORACLE: &str = "role oracle unreachable";
 
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

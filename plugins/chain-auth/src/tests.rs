@@ -117,3 +117,45 @@ fn answers_decode_from_words() {
     assert_eq!(evm::as_u128(&huge), Some(u128::MAX));
     assert_eq!(evm::as_u128(&[0; 31]), None);
 }
+
+#[test]
+fn role_sources_that_would_answer_for_everyone_are_refused() {
+    let err = |json: &str| settings(json).err().unwrap();
+    assert!(
+        err(r#"{"oracle": {"upstream": "roles", "path": "/roles/{room}"}}"#)
+            .starts_with("oracle.path:")
+    );
+    assert!(
+        err(r#"{"evm": {"upstream": "c", "contract": "0x1234567890123456789012345678901234567890", "is_cohost": "isCoHost(string)"}}"#)
+            .starts_with("evm.is_cohost:")
+    );
+    assert!(
+        err(r#"{"evm": {"upstream": "c", "contract": "0x1234567890123456789012345678901234567890", "ticket": {"contract": "0x1234567890123456789012345678901234567890", "balance_of": "totalSupply()"}}}"#)
+            .starts_with("evm.ticket.balance_of:")
+    );
+}
+
+#[test]
+fn token_ids_and_balances_beyond_64_bits_are_written_as_strings() {
+    let ticket = |v: &str| {
+        serde_json::from_str::<roles::TicketConfig>(&format!(
+            r#"{{"contract": "0x1234567890123456789012345678901234567890", {v}}}"#
+        ))
+    };
+    assert_eq!(ticket(r#""token_id": 7"#).unwrap().token_id, 7);
+    assert_eq!(
+        ticket(r#""token_id": "18446744073709551616""#)
+            .unwrap()
+            .token_id,
+        1u128 << 64
+    );
+    assert_eq!(ticket(r#""min_balance": "0x10""#).unwrap().min_balance, 16);
+    assert_eq!(ticket(r#""token_id": 0"#).unwrap().min_balance, 1);
+    assert!(ticket(r#""min_balance": "lots""#).is_err());
+}
+
+#[test]
+fn hex_refuses_signs_and_odd_lengths() {
+    assert_eq!(token::decode_hex("0x+a+b"), None);
+    assert_eq!(token::decode_hex("0xabc"), None);
+}
