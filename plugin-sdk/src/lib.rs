@@ -70,10 +70,10 @@ pub mod bindings {
     });
 }
 
-use bindings::exports::switchboard::plugin::{authenticator, lifecycle, policy, webhook_router};
 pub use bindings::exports::switchboard::plugin::webhook_router::{
     Decision as WebhookDecision, Delivery, WebhookEvent,
 };
+use bindings::exports::switchboard::plugin::{authenticator, lifecycle, policy, webhook_router};
 pub use bindings::switchboard::plugin::types::{
     Action, AuthRequest, Deny, DenyKind, Identity, RoomCounts,
 };

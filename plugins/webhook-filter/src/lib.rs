@@ -81,7 +81,9 @@ impl WebhookFilter {
             }
         }
         if settings.add.contains_key("type") || settings.add.contains_key("timestamp") {
-            return Err("add: `type` and `timestamp` belong to the event and cannot be replaced".into());
+            return Err(
+                "add: `type` and `timestamp` belong to the event and cannot be replaced".into(),
+            );
         }
         Ok(WebhookFilter { settings })
     }
@@ -181,7 +183,10 @@ mod tests {
     #[test]
     fn empty_config_passes_everything_as_is() {
         let f = filter(serde_json::json!({})).unwrap();
-        assert_eq!(f.decide(&event("room.started", Some("a"))), WebhookDecision::as_is());
+        assert_eq!(
+            f.decide(&event("room.started", Some("a"))),
+            WebhookDecision::as_is()
+        );
     }
 
     #[test]
@@ -196,7 +201,10 @@ mod tests {
         assert!(dropped("room.started", Some("lobby")));
         assert!(dropped("publish.ended", Some("studio-1")));
         assert!(dropped("play.started", Some("studio-1")));
-        assert!(!dropped("plugin.loaded", None), "room-less events pass the room filter");
+        assert!(
+            !dropped("plugin.loaded", None),
+            "room-less events pass the room filter"
+        );
     }
 
     #[test]
@@ -219,16 +227,24 @@ mod tests {
         assert!(body["data"].get("subject").is_none());
         assert_eq!(body["data"]["session"], "s");
         // No route matches: every endpoint.
-        assert_eq!(f.decide(&event("publish.started", Some("a"))).endpoints, None);
+        assert_eq!(
+            f.decide(&event("publish.started", Some("a"))).endpoints,
+            None
+        );
         // A route naming none of the event's endpoints drops it.
-        assert_eq!(f.decide(&event("play.started", Some("a"))).delivery, Delivery::Drop);
+        assert_eq!(
+            f.decide(&event("play.started", Some("a"))).delivery,
+            Delivery::Drop
+        );
     }
 
     #[test]
     fn bad_config_names_the_key() {
         let err = |j| filter(j).err().unwrap();
-        assert!(err(serde_json::json!({ "routes": [{ "events": ["x"], "endpoints": [] }] }))
-            .starts_with("routes[0].endpoints"));
+        assert!(
+            err(serde_json::json!({ "routes": [{ "events": ["x"], "endpoints": [] }] }))
+                .starts_with("routes[0].endpoints")
+        );
         assert!(err(serde_json::json!({ "include": [""] })).starts_with("include[0]"));
         assert!(err(serde_json::json!({ "add": { "type": "x" } })).starts_with("add:"));
         assert!(err(serde_json::json!({ "nope": 1 })).contains("unknown field"));
