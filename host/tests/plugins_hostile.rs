@@ -12,12 +12,19 @@ use switchboard::auth::{Action, Denied, Gatekeeper};
 use switchboard::plugins::{PluginConfig, PluginGate};
 
 const TIMEOUT_MS: u64 = 50;
+/// For misbehaviours that end by themselves (memory exhaustion, a trap, bad output): long
+/// enough that a loaded machine still sees that outcome rather than the timeout.
+const SELF_ENDING_TIMEOUT_MS: u64 = 1000;
 /// Scheduling slack on a loaded 2-core CI machine, on top of the plugin's own deadline.
 const SLACK: Duration = Duration::from_millis(400);
 
 fn hostile(name: &str, mode: &str, hooks: &[&str]) -> PluginConfig {
+    hostile_with_timeout(name, mode, hooks, TIMEOUT_MS)
+}
+
+fn hostile_with_timeout(name: &str, mode: &str, hooks: &[&str], timeout_ms: u64) -> PluginConfig {
     let mut p = plugin(name, "testing-hostile", hooks, json!({ "mode": mode }));
-    p.limits.timeout_ms = TIMEOUT_MS;
+    p.limits.timeout_ms = timeout_ms;
     p.limits.memory_mib = 16;
     p
 }
@@ -31,7 +38,7 @@ fn tokens() -> PluginConfig {
     )
 }
 
-async fn expect_unavailable(gate: &PluginGate, what: &str, kind: &str) {
+async fn expect_unavailable(gate: &PluginGate, what: &str, kind: &str, timeout_ms: u64) {
     let started = Instant::now();
     let result = gate.admit(&request("r", Action::Play, Some("good"))).await;
     let took = started.elapsed();
@@ -40,8 +47,8 @@ async fn expect_unavailable(gate: &PluginGate, what: &str, kind: &str) {
         other => panic!("{what}: expected Unavailable, got {other:?}"),
     }
     assert!(
-        took < Duration::from_millis(TIMEOUT_MS) + SLACK,
-        "{what}: took {took:?}, deadline {TIMEOUT_MS} ms"
+        took < Duration::from_millis(timeout_ms) + SLACK,
+        "{what}: took {took:?}, deadline {timeout_ms} ms"
     );
 }
 
@@ -54,12 +61,18 @@ async fn every_misbehaviour_denies_within_the_deadline() {
         ("oversized", "(invalid output)"),
         ("empty-subject", "(invalid output)"),
     ] {
-        let gate = PluginGate::new(vec![hostile("evil", mode, &["auth"])], no_upstreams())
-            .await
-            .unwrap_or_else(|e| {
-                panic!("{mode}: the plugin loads (it misbehaves only per call): {e}")
-            });
-        expect_unavailable(&gate, mode, kind).await;
+        let timeout_ms = if mode == "loop" {
+            TIMEOUT_MS
+        } else {
+            SELF_ENDING_TIMEOUT_MS
+        };
+        let gate = PluginGate::new(
+            vec![hostile_with_timeout("evil", mode, &["auth"], timeout_ms)],
+            no_upstreams(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{mode}: the plugin loads (it misbehaves only per call): {e}"));
+        expect_unavailable(&gate, mode, kind, timeout_ms).await;
         // The message names the plugin and the hook, for the operator reading the 503.
         let err = gate
             .admit(&request("r", Action::Play, None))
@@ -85,6 +98,7 @@ async fn room_policy_failures_also_fail_closed() {
         &gate,
         "room-policy loop",
         "room-policy plugin `evil-rooms` failed (timeout)",
+        TIMEOUT_MS,
     )
     .await;
 }
@@ -92,13 +106,22 @@ async fn room_policy_failures_also_fail_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_plugin_never_falls_through_to_the_next() {
     let gate = PluginGate::new(
-        vec![hostile("evil", "trap", &["auth"]), tokens()],
+        vec![
+            hostile_with_timeout("evil", "trap", &["auth"], SELF_ENDING_TIMEOUT_MS),
+            tokens(),
+        ],
         no_upstreams(),
     )
     .await
     .unwrap();
     // "good" would pass the static-token plugin, but the chain stops at the failure.
-    expect_unavailable(&gate, "trap before a working plugin", "(crashed)").await;
+    expect_unavailable(
+        &gate,
+        "trap before a working plugin",
+        "(crashed)",
+        SELF_ENDING_TIMEOUT_MS,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -148,7 +171,7 @@ async fn the_server_keeps_serving_while_plugins_misbehave() {
         "only {served} good requests served alongside the attacks"
     );
     // And afterwards the hostile gates still answer (with denials) rather than wedging.
-    expect_unavailable(&evil, "loop after the storm", "(timeout)").await;
+    expect_unavailable(&evil, "loop after the storm", "(timeout)", TIMEOUT_MS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
