@@ -84,16 +84,7 @@ fn with_token(token: &str) -> ClientOptions {
 /// plugin decides before any WebRTC work, so an admitted request then fails the offer (400).
 async fn post(base: &str, action: &str, room: &str, token: Option<&str>) -> (u16, String) {
     let kind = if action == "publish" { "whip" } else { "whep" };
-    let mut req = reqwest::Client::new()
-        .post(format!("{base}/{kind}/{room}"))
-        .header("content-type", "application/sdp")
-        .body("v=0\r\n");
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap_or_default())
+    support::post_status(base, &format!("/{kind}/{room}"), token).await
 }
 
 /// Admitted by the plugin: past auth, stopped by the minimal offer.

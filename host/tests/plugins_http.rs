@@ -38,21 +38,6 @@ fn with_token(token: &str) -> ClientOptions {
     }
 }
 
-/// Status of a WHIP/WHEP POST carrying a minimal offer: enough to reach admission, which
-/// runs before any WebRTC work.
-async fn post_status(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut req = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .header("content-type", "application/sdp")
-        .body("v=0\r\n");
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap_or_default())
-}
-
 fn http_status(result: Result<Publisher, ClientError>) -> u16 {
     match result {
         Err(ClientError::Http { status, .. }) => status,

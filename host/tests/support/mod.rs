@@ -280,3 +280,18 @@ pub async fn spawn_hangable_idp() -> (String, std::sync::Arc<std::sync::atomic::
     });
     (format!("http://{addr}"), hang)
 }
+
+/// Status and body of a WHIP/WHEP POST to `path` carrying a minimal offer: enough to reach
+/// admission, which runs before any WebRTC work (an admitted request then fails the offer, 400).
+pub async fn post_status(base: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/sdp")
+        .body("v=0\r\n");
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}

@@ -164,6 +164,18 @@ struct Evm {
     ticket: Option<(TicketConfig, Function)>,
 }
 
+impl Evm {
+    /// `eth_call` of `f` with `args` on `contract`, through the configured node.
+    fn call(&self, contract: &str, f: &Function, args: &Args) -> Result<Vec<u8>, String> {
+        evm::call(
+            &self.config.upstream,
+            &self.config.path,
+            contract,
+            &f.encode(args),
+        )
+    }
+}
+
 fn addresses(key: &str, list: &[String]) -> Result<Vec<Address>, String> {
     list.iter()
         .map(|a| Address::parse(a).map_err(|e| format!("{key}: `{a}`: {e}")))
@@ -335,12 +347,7 @@ impl Roles {
             if let Some(f) = &evm.owner_of {
                 let key = format!("o:{}:{room}", evm.config.contract);
                 let owner = self.cached(&key, CHAIN, || {
-                    let ret = evm::call(
-                        &evm.config.upstream,
-                        &evm.config.path,
-                        &evm.config.contract,
-                        &f.encode(&args),
-                    )?;
+                    let ret = evm.call(&evm.config.contract, f, &args)?;
                     // A revert or an empty answer: no owner.
                     Ok(evm::as_address(&ret)
                         .map(|a| a.to_vec())
@@ -355,12 +362,7 @@ impl Roles {
                     &format!("c:{}:{room}:{subject}", evm.config.contract),
                     CHAIN,
                     || {
-                        let ret = evm::call(
-                            &evm.config.upstream,
-                            &evm.config.path,
-                            &evm.config.contract,
-                            &f.encode(&args),
-                        )?;
+                        let ret = evm.call(&evm.config.contract, f, &args)?;
                         Ok(vec![(evm::as_u128(&ret).unwrap_or(0) != 0) as u8])
                     },
                 )?;
@@ -392,12 +394,7 @@ impl Roles {
             };
             let key = format!("t:{}:{}:{room}:{subject}", ticket.contract, ticket.token_id);
             let balance = self.cached(&key, CHAIN, || {
-                let ret = evm::call(
-                    &evm.config.upstream,
-                    &evm.config.path,
-                    &ticket.contract,
-                    &f.encode(&args),
-                )?;
+                let ret = evm.call(&ticket.contract, f, &args)?;
                 Ok(evm::as_u128(&ret).unwrap_or(0).to_be_bytes().to_vec())
             })?;
             let balance = u128::from_be_bytes(balance.try_into().unwrap_or([0; 16]));
