@@ -118,10 +118,12 @@ mod tests {
 
     #[test]
     fn library_call_sites_are_limited_each_on_its_own() {
-        struct A;
-        struct B;
-        static CA: A = A;
-        static CB: B = B;
+        // Not zero-sized: two zero-sized statics may share an address, and call sites are
+        // told apart by address.
+        struct A(#[allow(dead_code)] u8);
+        struct B(#[allow(dead_code)] u8);
+        static CA: A = A(0);
+        static CB: B = B(0);
         impl tracing::callsite::Callsite for A {
             fn set_interest(&self, _: Interest) {}
             fn metadata(&self) -> &Metadata<'_> {
