@@ -119,13 +119,14 @@ async fn supervise(ctx: Arc<Context>, session: Arc<Session>) {
 
 async fn teardown(ctx: &Context, session: &Arc<Session>, reason: EndReason) {
     let room = &session.room;
+    // Held until this session's events are out, so a concurrent teardown cannot announce
+    // `room.finished` ahead of them.
+    room.hold();
     match session.action {
         Action::Publish => room.clear_publisher(&session.id),
         Action::Play => room.viewer_left(),
     }
     session.pc.close().await;
-    // Last, so a session count of zero means every resource is already released.
-    ctx.registry.remove_session(&session.id);
     match &reason {
         EndReason::Expired | EndReason::Revoked(_) => tracing::warn!(
             session = %session.id, room = %room.name, action = %session.action,
@@ -168,7 +169,10 @@ async fn teardown(ctx: &Context, session: &Arc<Session>, reason: EndReason) {
         },
     );
     // The room may be gone now; `room.finished` comes after its last session's events.
+    room.release_hold();
     ctx.registry.release_room(room);
+    // Last, so a session count of zero means every resource is released and every event out.
+    ctx.registry.remove_session(&session.id);
 }
 
 /// After the policy changed (plugins reloaded): re-check every live session now. A session
