@@ -3,6 +3,7 @@
 //! Where things live:
 //! - [`signalling`]: the HTTP surface — WHIP, WHEP, session resources, health, pages.
 //! - [`sfu`]: the core — rooms, sessions, peer connections and the RTP forwarding hot path.
+//! - [`ice`]: ICE servers for clients and the server (TURN REST credentials, STUN discovery).
 //! - [`admin`]: the operator API under `/admin/` (rooms, sessions, plugins, its OpenAPI
 //!   document), behind a bearer token; the public room list `/api/rooms`.
 //! - [`metrics`]: `GET /metrics` (Prometheus), every metric name in one table.
@@ -24,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod events;
 pub mod health;
+pub mod ice;
 pub mod loadgen;
 pub mod logging;
 pub mod metrics;

@@ -77,6 +77,14 @@ async fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
     }));
     let _reload_on_hangup = switchboard::plugins::spawn_sighup_reload(server.plugins().clone())
         .context("cannot listen for SIGHUP")?;
+    // SIGHUP also re-reads `[http.tls]`'s certificate and key (a renewed certificate).
+    let _tls_reload_on_hangup = match server.tls() {
+        Some(certs) => Some(
+            switchboard::signalling::tls::spawn_sighup_reload(certs.clone())
+                .context("cannot listen for SIGHUP")?,
+        ),
+        None => None,
+    };
     wait_for_stop_signal().await?;
     tracing::info!("shutting down: closing sessions");
     server.shutdown().await;

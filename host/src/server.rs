@@ -29,11 +29,19 @@ pub struct Server {
     metrics: Arc<crate::metrics::Metrics>,
     checks: Arc<crate::health::Checks>,
     outbox: Option<Arc<Outbox>>,
+    tls: Option<Arc<crate::signalling::tls::TlsCertificates>>,
 }
 
 impl Server {
     /// Start serving on `config.http.bind` (port 0 picks a free one; see [`Server::http_addr`]).
-    pub async fn start(config: Config) -> anyhow::Result<Server> {
+    pub async fn start(mut config: Config) -> anyhow::Result<Server> {
+        discover_public_ip(&mut config.webrtc).await;
+        let tls = config
+            .http
+            .tls
+            .as_ref()
+            .map(crate::signalling::tls::TlsCertificates::load)
+            .transpose()?;
         let plugins = build_gate(&config).await?;
         check_exposure(&config, plugins.as_ref())?;
         let gate: Arc<dyn Gatekeeper> = plugins.clone();
@@ -99,11 +107,18 @@ impl Server {
             header_timeout: Duration::from_secs(config.limits.header_timeout_secs),
             idle_timeout: Duration::from_secs(config.limits.idle_timeout_secs),
         };
+        let edge = crate::signalling::listener::Edge {
+            tls: tls.clone(),
+            proxies: Arc::new(crate::signalling::forwarded::TrustedProxies::new(
+                &config.http.trusted_proxies,
+            )),
+        };
         let http = tokio::spawn(crate::signalling::listener::serve(
-            listener, app, limits, stopped,
+            listener, app, limits, edge, stopped,
         ));
         ready.store(true, Ordering::Relaxed);
-        tracing::info!(%addr, "switchboard listening");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, scheme, "switchboard listening");
         Ok(Server {
             addr,
             sfu,
@@ -114,7 +129,13 @@ impl Server {
             metrics,
             checks,
             outbox,
+            tls,
         })
+    }
+
+    /// The HTTPS certificate being served (`[http.tls]`), to reload it (SIGHUP, tests).
+    pub fn tls(&self) -> Option<&Arc<crate::signalling::tls::TlsCertificates>> {
+        self.tls.as_ref()
     }
 
     /// What `switchboard --check` does: everything start-up does short of serving — load and
@@ -123,6 +144,9 @@ impl Server {
     pub async fn check(config: &Config) -> anyhow::Result<String> {
         let plugins = build_gate(config).await?;
         check_exposure(config, plugins.as_ref())?;
+        if let Some(tls) = &config.http.tls {
+            crate::signalling::tls::TlsCertificates::load(tls)?;
+        }
         crate::sfu::peer::PeerFactory::new(config.webrtc.clone())
             .check()
             .context("WebRTC set-up")?;
@@ -262,4 +286,31 @@ fn check_exposure(config: &Config, gate: &dyn Gatekeeper) -> anyhow::Result<()> 
          auth.allow_unauthenticated_public = true): anyone may publish and play."
     );
     Ok(())
+}
+
+/// `webrtc.public_ip_from_stun`: when no public address is configured, ask the STUN server
+/// for ours. Not fatal: a server that cannot learn it still serves its local candidates, and
+/// says so.
+async fn discover_public_ip(webrtc: &mut crate::config::WebrtcConfig) {
+    let server = webrtc.public_ip_from_stun.clone();
+    if server.is_empty() || !webrtc.public_ips.is_empty() {
+        return;
+    }
+    let bind = webrtc
+        .bind_ips
+        .iter()
+        .copied()
+        .find(|ip| ip.is_ipv4())
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    match crate::ice::stun::public_ip(&server, bind).await {
+        Ok(ip) => {
+            tracing::info!(%ip, %server, "public address learnt from STUN; advertised in candidates");
+            webrtc.public_ips.push(ip.to_string());
+        }
+        Err(e) => tracing::error!(
+            %server, error = %e,
+            "cannot learn the public address from STUN (webrtc.public_ip_from_stun); \
+             advertising local addresses only"
+        ),
+    }
 }

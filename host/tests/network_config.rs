@@ -98,6 +98,31 @@ async fn public_ip_url_and_ice_servers_are_advertised() {
     server.shutdown().await;
 }
 
+/// A host name in `public_ips` (a DNS name for a NAT's public side) replaces the IPv4 host
+/// candidates verbatim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_host_name_is_advertised_in_candidates() {
+    let (server, base) = start("public_ips = [\"media.example.test\"]\n").await;
+    let offerer = Viewer::connect(&base, "warm", &opts()).await.unwrap();
+    let offer = offerer.pc.local_description().await.unwrap().sdp;
+    let r = reqwest::Client::new()
+        .post(format!("{base}/whep/named"))
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let c = candidates(&r.text().await.unwrap());
+    assert!(!c.is_empty());
+    assert!(
+        c.iter().all(|(host, _)| host == "media.example.test"),
+        "the host name stands in for the IPv4 candidates: {c:?}"
+    );
+    offerer.close().await;
+    server.shutdown().await;
+}
+
 /// A full UDP port range is capacity, not a server fault: 503 with a reason, never 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_port_range_answers_503() {

@@ -7,11 +7,12 @@
 //! - `plugins`: build every plugin into a WebAssembly component under `target/plugins/`.
 //! - `setup`: only the installation step of `test`.
 //!
-//! Parts: `system.rs` (root, apt-get, running commands), `python.rs`, `node.rs` and `browser.rs`
-//! (test prerequisites), `plugins.rs` with `plugin_crates.rs` (the wasm build), `smoke.rs`.
+//! Parts: `system.rs` (root, apt-get, running commands), `python.rs`, `node.rs`, `browser.rs`
+//! and `network_servers.rs` (test prerequisites), `plugins.rs` with `plugin_crates.rs` (the wasm build), `smoke.rs`.
 //! Every failure ends as one line, `xtask: error: <what>: <why>`, and a non-zero exit.
 
 mod browser;
+mod network_servers;
 mod node;
 mod plugin_crates;
 mod plugins;
@@ -195,6 +196,7 @@ fn setup(root: &Path) -> Result<()> {
         &root.join("host").join("tests").join("chain"),
         "the chain-auth tests' npm dependencies (wallet libraries, ganache, solc)",
     )?;
+    network_servers::ensure_network_servers()?;
     Ok(())
 }
 

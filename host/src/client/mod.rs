@@ -22,8 +22,9 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
-    Registry, SettingEngineBuilder, register_default_interceptors,
+    RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer, RTCIceTransportPolicy,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    register_default_interceptors,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,14 @@ pub struct ClientOptions {
     pub simulcast: Vec<String>,
     /// Viewers: keep a trace of every video packet received (see [`ViewerStats::video_trace`]).
     pub trace_video: bool,
+    /// Ask the endpoint for its ICE servers first (`OPTIONS`, RFC 9725 §4.6) and gather
+    /// through them, minted TURN credentials included, as the embedded pages do.
+    pub ice_servers_from_options: bool,
+    /// ICE servers used in addition to any the endpoint advertises.
+    pub ice_servers: Vec<RTCIceServer>,
+    /// Gather relay candidates only (`iceTransportPolicy: "relay"`): every packet goes
+    /// through the TURN server.
+    pub relay_only: bool,
 }
 
 impl Default for ClientOptions {
@@ -78,6 +87,9 @@ impl Default for ClientOptions {
             ice_check_interval: None,
             simulcast: Vec::new(),
             trace_video: false,
+            ice_servers_from_options: false,
+            ice_servers: Vec::new(),
+            relay_only: false,
         }
     }
 }
@@ -134,8 +146,81 @@ impl PeerConnectionEventHandler for ClientHandler {
     }
 }
 
+/// The ICE servers the endpoint advertises on `OPTIONS`, if asked to look.
+async fn ice_servers(
+    http: &reqwest::Client,
+    endpoint: &str,
+    opts: &ClientOptions,
+) -> Result<Vec<RTCIceServer>, ClientError> {
+    let mut servers = opts.ice_servers.clone();
+    if !opts.ice_servers_from_options {
+        return Ok(servers);
+    }
+    let mut req = http.request(reqwest::Method::OPTIONS, endpoint);
+    if let Some(token) = &opts.token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    let advertised = resp
+        .headers()
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(split_links)
+        .filter_map(ice_server_link);
+    servers.splice(0..0, advertised);
+    Ok(servers)
+}
+
+/// One `Link` header value may carry several comma-separated links (commas inside `<>` or
+/// quotes belong to them).
+fn split_links(value: &str) -> Vec<&str> {
+    let (mut out, mut start, mut in_url, mut in_quotes) = (Vec::new(), 0, false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            '<' if !in_quotes => in_url = true,
+            '>' if !in_quotes => in_url = false,
+            '"' if !in_url => in_quotes = !in_quotes,
+            ',' if !in_url && !in_quotes => {
+                out.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(value[start..].trim());
+    out
+}
+
+/// `<turn:...>; rel="ice-server"; username="u"; credential="p"` as an ICE server.
+fn ice_server_link(link: &str) -> Option<RTCIceServer> {
+    let (url, params) = link.strip_prefix('<')?.split_once('>')?;
+    let mut server = RTCIceServer {
+        urls: vec![url.to_owned()],
+        ..Default::default()
+    };
+    let mut is_ice_server = false;
+    for param in params.split(';') {
+        let Some((name, value)) = param.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().trim_matches('"').to_owned();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "rel" => is_ice_server = value == "ice-server",
+            "username" => server.username = value,
+            "credential" => server.credential = value,
+            _ => {}
+        }
+    }
+    is_ice_server.then_some(server)
+}
+
 async fn build_pc(
     opts: &ClientOptions,
+    ice_servers: Vec<RTCIceServer>,
     handler: Arc<ClientHandler>,
 ) -> Result<Arc<dyn PeerConnection>, ClientError> {
     let mut media = MediaEngine::default();
@@ -154,7 +239,10 @@ async fn build_pc(
         settings = settings.with_ice_connection_attempts(Some(interval), Some(attempts));
     }
     let settings = settings.build();
-    let mut configuration = RTCConfigurationBuilder::new();
+    let mut configuration = RTCConfigurationBuilder::new().with_ice_servers(ice_servers);
+    if opts.relay_only {
+        configuration = configuration.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
+    }
     if let Some(der) = &opts.rsa_key_pkcs8 {
         configuration = configuration.with_certificates(vec![rsa_certificate(der)?]);
     }
@@ -342,12 +430,25 @@ impl Publisher {
         room: &str,
         opts: &ClientOptions,
     ) -> Result<Publisher, ClientError> {
+        Self::connect_with(reqwest::Client::new(), base, room, opts).await
+    }
+
+    /// Like [`Publisher::connect`] with an HTTP client of the caller's (its own CA, source
+    /// address, proxy).
+    pub async fn connect_with(
+        http: reqwest::Client,
+        base: &str,
+        room: &str,
+        opts: &ClientOptions,
+    ) -> Result<Publisher, ClientError> {
         let states = Arc::new(PeerStates::default());
         let handler = Arc::new(ClientHandler {
             states: states.clone(),
             viewer: None,
         });
-        let pc = build_pc(opts, handler).await?;
+        let endpoint = format!("{base}/whip/{room}");
+        let servers = ice_servers(&http, &endpoint, opts).await?;
+        let pc = build_pc(opts, servers, handler).await?;
         let layers = video_layers(&opts.simulcast);
         let (video, video_tr) =
             local_track(&pc, RtpCodecKind::Video, &opts.video_codec, &layers).await?;
@@ -355,8 +456,6 @@ impl Publisher {
         let audio_layer = [(None, audio_ssrc)];
         let (audio, audio_tr) =
             local_track(&pc, RtpCodecKind::Audio, "audio/opus", &audio_layer).await?;
-        let http = reqwest::Client::new();
-        let endpoint = format!("{base}/whip/{room}");
         let resource = match signal(&http, &endpoint, opts, &pc, &states, || ()).await {
             Ok(r) => r,
             Err(e) => {
@@ -837,7 +936,9 @@ impl Viewer {
             states: states.clone(),
             viewer: Some(stats.clone()),
         });
-        let pc = build_pc(opts, handler).await?;
+        let endpoint = format!("{base}/whep/{room}");
+        let servers = ice_servers(http, &endpoint, opts).await?;
+        let pc = build_pc(opts, servers, handler).await?;
         for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
             pc.add_transceiver_from_kind(
                 kind,
@@ -849,7 +950,6 @@ impl Viewer {
             .await
             .map_err(rtc_err)?;
         }
-        let endpoint = format!("{base}/whep/{room}");
         let posted = || *stats.start.lock() = Some(Instant::now());
         let resource = match signal(http, &endpoint, opts, &pc, &states, posted).await {
             Ok(r) => r,
@@ -949,4 +1049,27 @@ fn unix_micros() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ice_server_links_are_parsed_with_their_credentials() {
+        let value = "<stun:s.example.com:3478>; rel=\"ice-server\", \
+                     <turn:t.example.com?transport=udp>; rel=\"ice-server\"; \
+                     username=\"1700:token:any\"; credential=\"a,b=\"; credential-type=\"password\", \
+                     </whep/r/s/sse>; rel=\"urn:ietf:params:whep:ext:core:server-sent-events\"";
+        let servers: Vec<RTCIceServer> = split_links(value)
+            .into_iter()
+            .filter_map(ice_server_link)
+            .collect();
+        assert_eq!(servers.len(), 2);
+        assert_eq!(servers[0].urls, ["stun:s.example.com:3478"]);
+        assert!(servers[0].username.is_empty());
+        assert_eq!(servers[1].urls, ["turn:t.example.com?transport=udp"]);
+        assert_eq!(servers[1].username, "1700:token:any");
+        assert_eq!(servers[1].credential, "a,b=");
+    }
 }

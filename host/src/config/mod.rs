@@ -81,6 +81,13 @@ pub struct HttpConfig {
     pub allowed_hosts: Vec<String>,
     /// Seconds a signalling request may take before it is answered 503.
     pub request_timeout_secs: u64,
+    /// Reverse proxies (addresses or CIDR ranges) whose `Forwarded` / `X-Forwarded-For`
+    /// headers name the client; from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Serve HTTPS directly with this certificate (reloaded on SIGHUP); absent: plain HTTP
+    /// (behind a TLS-terminating proxy, or on loopback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::signalling::tls::TlsConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,11 +97,18 @@ pub struct WebrtcConfig {
     pub bind_ips: Vec<IpAddr>,
     /// Inclusive UDP port range `[min, max]` for media; `[0, 0]` lets the OS choose.
     pub udp_port_range: [u16; 2],
-    /// Public IPs advertised instead of local ones (1:1 NAT, e.g. a cloud VM's elastic IP).
-    pub public_ips: Vec<IpAddr>,
+    /// Public addresses advertised instead of local ones (1:1 NAT, e.g. a cloud VM's elastic
+    /// IP): IP literals, or a host name, which stands in for the IPv4 host candidates.
+    pub public_ips: Vec<String>,
+    /// Ask this STUN server (`stun:host:port`) for the public IPv4 address at start-up, when
+    /// `public_ips` names none. Empty: off.
+    pub public_ip_from_stun: String,
     /// STUN/TURN servers offered to clients in `Link` headers and, unless `client_only`,
     /// used by the server to gather its own candidates.
     pub ice_servers: Vec<IceServerConfig>,
+    /// A TURN server sharing a secret with us: per-session credentials (see `ice::turn_rest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<crate::ice::config::TurnConfig>,
     /// Seconds without ICE traffic before a session counts as disconnected.
     pub ice_disconnected_timeout_secs: u64,
     /// Seconds of disconnection before a session fails and is reaped.
@@ -254,12 +268,16 @@ impl Default for Config {
                 cors_origins: Vec::new(),
                 allowed_hosts: Vec::new(),
                 request_timeout_secs: 15,
+                trusted_proxies: Vec::new(),
+                tls: None,
             },
             webrtc: WebrtcConfig {
                 bind_ips: vec![IpAddr::from([0, 0, 0, 0]), IpAddr::from([127, 0, 0, 1])],
                 udp_port_range: [0, 0],
                 public_ips: vec![],
+                public_ip_from_stun: String::new(),
                 ice_servers: vec![],
+                turn: None,
                 ice_disconnected_timeout_secs: 5,
                 ice_failed_timeout_secs: 15,
                 connect_timeout_secs: 30,
@@ -405,6 +423,29 @@ impl Config {
                 message: i.message,
             }
         })?;
+        if let Some(turn) = &self.webrtc.turn {
+            crate::ice::config::validate(turn)
+                .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        }
+        if let Some(tls) = &self.http.tls {
+            tls.validate()
+                .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        }
+        for address in &self.webrtc.public_ips {
+            if address.parse::<IpAddr>().is_err() && !is_host_name(address) {
+                return Err(ConfigError::Invalid {
+                    key: "webrtc.public_ips",
+                    message: format!("{address:?} is neither an IP address nor a host name"),
+                });
+            }
+        }
+        let stun = &self.webrtc.public_ip_from_stun;
+        if !stun.is_empty() && !stun.starts_with("stun:") {
+            return Err(ConfigError::Invalid {
+                key: "webrtc.public_ip_from_stun",
+                message: format!("expected a stun:host:port URL, got {stun:?}"),
+            });
+        }
         for server in &self.webrtc.ice_servers {
             for url in &server.urls {
                 if !["stun:", "stuns:", "turn:", "turns:"]
@@ -420,6 +461,21 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A DNS host name (RFC 1123 labels), as advertised in ICE candidates.
+fn is_host_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && name.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
 /// Environment variables with the `SWITCHBOARD_` prefix that are not configuration keys: read

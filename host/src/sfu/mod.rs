@@ -87,6 +87,11 @@ impl Sfu {
         &self.ctx.gate
     }
 
+    /// The ICE servers clients are told about and the server gathers through.
+    pub fn ice_servers(&self) -> Arc<crate::ice::IceServers> {
+        self.ctx.peers.ice_servers().clone()
+    }
+
     pub fn events(&self) -> &EventBus {
         &self.ctx.events
     }

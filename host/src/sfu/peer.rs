@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 use webrtc::peer_connection::{
     CipherSuiteId, MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfiguration, RTCConfigurationBuilder, RTCIceServer, RTCPeerConnection, Registry,
-    SettingEngine, SettingEngineBuilder, SrtpProtectionProfile, register_default_interceptors,
+    RTCConfiguration, RTCConfigurationBuilder, RTCPeerConnection, Registry, SettingEngine,
+    SettingEngineBuilder, SrtpProtectionProfile, register_default_interceptors,
 };
 use webrtc::runtime::AsyncUdpSocket;
 
@@ -92,7 +92,10 @@ fn viewer_interceptors(media: &mut MediaEngine) -> Registry {
 /// Makes peer connections for publishers and viewers.
 pub struct PeerFactory {
     config: WebrtcConfig,
-    ice_servers: Vec<RTCIceServer>,
+    ice_servers: Arc<crate::ice::IceServers>,
+    /// What host candidates are advertised as (`webrtc.public_ips`), per address family.
+    public_v4: Option<String>,
+    public_v6: Option<String>,
     next_port: AtomicU32,
     /// The DTLS certificate every connection presents (see [`PeerFactory::certificate`]).
     certificate: parking_lot::Mutex<Option<RTCCertificate>>,
@@ -109,22 +112,24 @@ pub enum PeerError {
 
 impl PeerFactory {
     pub fn new(config: WebrtcConfig) -> Self {
-        // Entries marked `client_only` are only handed to clients (in `Link` headers); the
-        // server gathers candidates through the others.
-        let ice_servers = config
-            .ice_servers
+        let ice_servers = Arc::new(crate::ice::IceServers::new(&config));
+        // A host name stands in for the IPv4 host candidates.
+        let public_v4 = config
+            .public_ips
             .iter()
-            .filter(|s| !s.client_only)
-            .map(|s| RTCIceServer {
-                urls: s.urls.clone(),
-                username: s.username.clone(),
-                credential: s.credential.clone(),
-            })
-            .collect();
+            .find(|a| a.parse::<IpAddr>().map_or(true, |ip| ip.is_ipv4()))
+            .cloned();
+        let public_v6 = config
+            .public_ips
+            .iter()
+            .find(|a| a.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6()))
+            .cloned();
         let [min, _] = config.udp_port_range;
         PeerFactory {
             config,
             ice_servers,
+            public_v4,
+            public_v6,
             next_port: AtomicU32::new(min as u32),
             certificate: parking_lot::Mutex::new(None),
         }
@@ -163,6 +168,10 @@ impl PeerFactory {
         &self.config
     }
 
+    pub fn ice_servers(&self) -> &Arc<crate::ice::IceServers> {
+        &self.ice_servers
+    }
+
     /// Build every part of a connection once (codecs, interceptors, settings, the DTLS
     /// certificate) without binding sockets: what `switchboard --check` can verify.
     pub fn check(&self) -> Result<(), PeerError> {
@@ -177,11 +186,10 @@ impl PeerFactory {
     /// we hand out: remote checks arrive at the public address, the NAT delivers them to the
     /// local socket, and ICE matches them by socket. Identical rewritten candidates collapse.
     pub fn advertise(&self, sdp: &str) -> String {
-        if self.config.public_ips.is_empty() {
+        if self.public_v4.is_none() && self.public_v6.is_none() {
             return sdp.to_owned();
         }
-        let v4 = self.config.public_ips.iter().find(|ip| ip.is_ipv4());
-        let v6 = self.config.public_ips.iter().find(|ip| ip.is_ipv6());
+        let (v4, v6) = (self.public_v4.as_ref(), self.public_v6.as_ref());
         let mut out = String::with_capacity(sdp.len());
         let mut seen = std::collections::HashSet::new();
         for line in sdp.split_inclusive('\n') {
@@ -295,7 +303,7 @@ impl PeerFactory {
     /// gathering asked of the server, which only webrtc-rs's driver does). ICE servers marked
     /// `client_only` are not gathered through, so they keep viewers on the direct driver.
     pub fn direct_viewers(&self) -> bool {
-        self.config.direct_viewers && self.ice_servers.is_empty()
+        self.config.direct_viewers && !self.ice_servers.server_gathers()
     }
 
     /// A sans-IO viewer connection and its host sockets, for [`super::direct`].
@@ -392,7 +400,7 @@ impl PeerFactory {
         }
 
         let configuration = RTCConfigurationBuilder::new()
-            .with_ice_servers(self.ice_servers.clone())
+            .with_ice_servers(self.ice_servers.for_server(SystemTime::now()))
             .with_certificates(vec![self.certificate()?])
             .build();
         Ok(Parts {
@@ -536,7 +544,7 @@ mod tests {
         config.ice_servers[0].client_only = true;
         let factory = PeerFactory::new(config.clone());
         assert!(factory.direct_viewers());
-        assert!(factory.ice_servers.is_empty());
+        assert!(!factory.ice_servers.server_gathers());
         config.ice_servers.clear();
         config.direct_viewers = false;
         assert!(!PeerFactory::new(config).direct_viewers());
@@ -562,10 +570,7 @@ mod tests {
     #[test]
     fn advertise_rewrites_host_candidates_per_family() {
         let mut config = crate::config::Config::default().webrtc;
-        config.public_ips = vec![
-            "203.0.113.7".parse().unwrap(),
-            "2001:db8::7".parse().unwrap(),
-        ];
+        config.public_ips = vec!["203.0.113.7".into(), "2001:db8::7".into()];
         let f = PeerFactory::new(config);
         let sdp = "v=0\r\na=candidate:1 1 udp 2130706431 10.0.0.5 5000 typ host\r\na=candidate:2 1 udp 2130706431 192.168.1.2 5000 typ host\r\na=candidate:3 1 udp 2130706431 fd00::1 5002 typ host\r\na=candidate:4 1 udp 1694498815 198.51.100.1 6000 typ srflx raddr 0.0.0.0 rport 0\r\nm=audio\r\n";
         let out = f.advertise(sdp);
@@ -580,5 +585,19 @@ mod tests {
             "non-host candidates untouched"
         );
         assert!(out.ends_with("m=audio\r\n"));
+    }
+
+    #[test]
+    fn a_host_name_stands_in_for_ipv4_host_candidates() {
+        let mut config = crate::config::Config::default().webrtc;
+        config.public_ips = vec!["media.example.com".into()];
+        let f = PeerFactory::new(config);
+        let sdp = "a=candidate:1 1 udp 2130706431 10.0.0.5 5000 typ host\r\na=candidate:3 1 udp 2130706431 fd00::1 5002 typ host\r\n";
+        let out = f.advertise(sdp);
+        assert!(out.contains("a=candidate:1 1 udp 2130706431 media.example.com 5000 typ host\r\n"));
+        assert!(
+            out.contains("fd00::1 5002 typ host"),
+            "no IPv6 public address: kept"
+        );
     }
 }

@@ -7,7 +7,10 @@
 //!   keeps answering while someone holds idle connections open;
 //! - a client gets `header_timeout` to send a request's headers (slow-loris), and a connection
 //!   without a request in progress is closed after `idle_timeout`;
-//! - accept errors (out of file descriptors) pause accepting briefly instead of spinning.
+//! - accept errors (out of file descriptors) pause accepting briefly instead of spinning;
+//! - with `[http.tls]` each connection is a TLS handshake first (within `header_timeout`);
+//! - each request's client is the peer, or who a trusted proxy says it forwarded for
+//!   (`forwarded.rs`), put where handlers find it (`ConnectInfo`).
 //!
 //! Body timeouts are a layer on the router (`tower_http::timeout::RequestBodyTimeoutLayer`).
 
@@ -39,6 +42,13 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+}
+
+/// What the listener does besides HTTP: TLS, and who the client is behind a proxy.
+#[derive(Clone, Default)]
+pub struct Edge {
+    pub tls: Option<Arc<super::tls::TlsCertificates>>,
+    pub proxies: Arc<super::forwarded::TrustedProxies>,
 }
 
 /// Connections refused or evicted since start.
@@ -150,6 +160,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    edge: Edge,
     mut stop: watch::Receiver<bool>,
 ) {
     let open = Arc::new(Open {
@@ -176,14 +187,29 @@ pub async fn serve(
             tokio::spawn(refuse(stream));
             continue;
         };
-        let (app, limits, open, closing) = (
+        let (app, limits, edge, open, closing) = (
             app.clone(),
             limits.clone(),
+            edge.clone(),
             open.clone(),
             closing.subscribe(),
         );
         tokio::spawn(async move {
-            serve_connection(stream, peer, app, &limits, &conn, closing).await;
+            match &edge.tls {
+                None => serve_connection(stream, peer, app, &limits, &edge, &conn, closing).await,
+                Some(certs) => {
+                    let handshake = certs.acceptor().accept(stream);
+                    match tokio::time::timeout(limits.header_timeout, handshake).await {
+                        Ok(Ok(tls)) => {
+                            serve_connection(tls, peer, app, &limits, &edge, &conn, closing).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             open.remove(id);
         });
     }
@@ -201,20 +227,25 @@ async fn refuse(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
     app: Router,
     limits: &ConnectionLimits,
+    edge: &Edge,
     conn: &Arc<Conn>,
     mut closing: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let tracked = conn.clone();
+    let proxies = edge.proxies.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         tracked.busy.fetch_add(1, Ordering::Relaxed);
         let in_progress = InProgress(tracked.clone());
         let mut req = req.map(axum::body::Body::new);
-        req.extensions_mut().insert(ConnectInfo(peer));
+        let client = proxies.client(peer, req.headers());
+        req.extensions_mut().insert(ConnectInfo(client));
         let app = app.clone();
         async move {
             let response = tower::ServiceExt::oneshot(app, req).await;

@@ -12,13 +12,16 @@
 //! Admission (`crate::auth`) is asked before any WebRTC work starts.
 
 pub mod error;
+pub mod forwarded;
 pub mod host_check;
 pub mod listener;
 pub mod rate_limit;
 pub mod sse;
+pub mod tls;
 
 use crate::auth::{Action, AdmitRequest};
 use crate::config::Config;
+use crate::ice::IceServers;
 use crate::sfu::{Patched, Sfu};
 use axum::Router;
 use axum::body::Bytes;
@@ -30,7 +33,7 @@ pub use error::ApiError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 const SDP: &str = "application/sdp";
@@ -43,7 +46,8 @@ const ALLOW_METHODS: &str = "OPTIONS, POST, PATCH, DELETE";
 pub struct AppState {
     pub sfu: Arc<Sfu>,
     pub public_url: Arc<str>,
-    pub ice_links: Arc<[HeaderValue]>,
+    /// The ICE servers clients are told about, asked per request (minted TURN credentials).
+    pub ice: Arc<IceServers>,
     pub request_timeout: Duration,
     pub ready: Arc<AtomicBool>,
 }
@@ -51,9 +55,9 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: &Config, sfu: Arc<Sfu>, ready: Arc<AtomicBool>) -> Self {
         AppState {
+            ice: sfu.ice_servers(),
             sfu,
             public_url: config.http.public_url.trim_end_matches('/').into(),
-            ice_links: ice_server_links(config).into(),
             request_timeout: Duration::from_secs(config.http.request_timeout_secs),
             ready,
         }
@@ -140,26 +144,6 @@ fn cors_layer(config: &Config) -> CorsLayer {
         .max_age(Duration::from_secs(86400))
 }
 
-/// `Link: <stun:...>; rel="ice-server"` values (RFC 9725 §4.6).
-fn ice_server_links(config: &Config) -> Vec<HeaderValue> {
-    let mut links = Vec::new();
-    for server in &config.webrtc.ice_servers {
-        for url in &server.urls {
-            let mut link = format!("<{url}>; rel=\"ice-server\"");
-            if !server.username.is_empty() {
-                link.push_str(&format!(
-                    "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
-                    server.username, server.credential
-                ));
-            }
-            if let Ok(v) = HeaderValue::from_str(&link) {
-                links.push(v);
-            }
-        }
-    }
-    links
-}
-
 async fn whip(
     state: State<AppState>,
     room: Path<String>,
@@ -211,6 +195,7 @@ async fn create_session(
         Ok(identity) => identity,
         Err(denied) => return Err(refused(&admit, None, denied.into())),
     };
+    let subject = identity.subject.clone();
     let reservation = match state.sfu.admit(admit.clone(), &identity).await {
         Ok(reservation) => reservation,
         Err(refusal) => return Err(refused(&admit, Some(&identity.subject), refusal.into())),
@@ -246,8 +231,8 @@ async fn create_session(
         HeaderName::from_static("accept-patch"),
         HeaderValue::from_static(SDPFRAG),
     );
-    for link in state.ice_links.iter() {
-        h.append(header::LINK, link.clone());
+    for link in state.ice.links_for(&subject, SystemTime::now()) {
+        h.append(header::LINK, link);
     }
     if action == Action::Play
         && let Some(link) = sse::link(&state.public_url, &room, &created.session_id)
@@ -325,7 +310,26 @@ async fn options_extras(
     let preflight = req
         .headers()
         .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let segments = req.uri().path().trim_matches('/').split('/').count();
+    let segments: Vec<String> = req
+        .uri()
+        .path()
+        .trim_matches('/')
+        .split('/')
+        .map(str::to_owned)
+        .collect();
+    // Minted TURN credentials go only to whoever the bearer token authenticates.
+    let subject = match (&segments[..], preflight) {
+        ([kind, room], false) if state.ice.mints_on_options() => {
+            let credential = bearer(req.headers());
+            let client = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0);
+            options_subject(&state, kind, room, credential, client).await
+        }
+        _ => None,
+    };
+    let segments = segments.len();
     let mut r = next.run(req).await;
     if !preflight {
         *r.status_mut() = StatusCode::NO_CONTENT;
@@ -341,8 +345,11 @@ async fn options_extras(
             HeaderName::from_static("accept-post"),
             HeaderValue::from_static(SDP),
         );
-        for link in state.ice_links.iter() {
-            h.append(header::LINK, link.clone());
+        for link in state
+            .ice
+            .links_for_options(subject.as_deref(), SystemTime::now())
+        {
+            h.append(header::LINK, link);
         }
     } else {
         h.insert(
@@ -355,6 +362,33 @@ async fn options_extras(
         );
     }
     r
+}
+
+/// Who an `OPTIONS` on `/{kind}/{room}` authenticates as (its bearer token, the auth
+/// plugins), or `None` when it does not.
+async fn options_subject(
+    state: &AppState,
+    kind: &str,
+    room: &str,
+    credential: Option<String>,
+    client: Option<SocketAddr>,
+) -> Option<String> {
+    let action = match kind {
+        "whip" => Action::Publish,
+        "whep" => Action::Play,
+        _ => return None,
+    };
+    validate_room(room).ok()?;
+    let admit = AdmitRequest {
+        counts: Default::default(),
+        room: room.to_owned(),
+        action,
+        credential,
+        remote_addr: client,
+        replacing: None,
+    };
+    let identity = state.sfu.gate().authenticate(&admit).await.ok()?;
+    Some(identity.subject)
 }
 
 fn validate_room(room: &str) -> Result<(), ApiError> {

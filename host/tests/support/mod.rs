@@ -2,10 +2,12 @@
 //!
 //! Components come from `target/plugins/`, built by `cargo xtask plugins`; JWTs come from
 //! PyJWT via `mint_jwt.py`, so the JWT plugin is checked against an independent implementation.
-//! Parts: `chain.rs` (wallet-signed tokens and a local EVM node), `tls.rs`, `webhooks.rs`.
+//! Parts: `chain.rs` (wallet-signed tokens and a local EVM node), `servers.rs` (coturn,
+//! nginx, Caddy), `tls.rs`, `webhooks.rs`.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod chain;
+pub mod servers;
 pub mod tls;
 pub mod webhooks;
 

@@ -40,9 +40,8 @@ impl TestCa {
         path
     }
 
-    /// A rustls server config presenting a certificate for `127.0.0.1` and `localhost` signed
-    /// by this CA.
-    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+    /// A fresh certificate for `127.0.0.1` and `localhost` signed by this CA, and its key.
+    fn leaf(&self) -> (rcgen::Certificate, KeyPair) {
         let mut params =
             CertificateParams::new(vec!["localhost".to_string()]).expect("server params");
         params
@@ -50,9 +49,34 @@ impl TestCa {
             .push(SanType::IpAddress([127, 0, 0, 1].into()));
         params
             .distinguished_name
-            .push(DnType::CommonName, "switchboard test upstream");
+            .push(DnType::CommonName, "switchboard test server");
         let key = KeyPair::generate().expect("server key");
         let cert = params.signed_by(&key, &self.issuer).expect("server cert");
+        (cert, key)
+    }
+
+    /// Write a fresh server certificate and its key as PEM to `dir/cert.pem` and
+    /// `dir/key.pem` (overwriting: a renewal), returning both paths and the certificate (DER).
+    pub fn write_server_pem(&self, dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
+        let (cert, key) = self.leaf();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert.pem()).expect("write cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        (cert_path, key_path, cert.der().to_vec())
+    }
+
+    /// An HTTP client that trusts this CA only.
+    pub fn client(&self) -> reqwest::ClientBuilder {
+        let ca = reqwest::Certificate::from_pem(self.pem().as_bytes()).expect("CA for reqwest");
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+    }
+
+    /// A rustls server config presenting a certificate for `127.0.0.1` and `localhost` signed
+    /// by this CA.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let (cert, key) = self.leaf();
         let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());

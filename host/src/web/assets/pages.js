@@ -1,7 +1,9 @@
 // Page wiring for the embedded Switchboard pages (index, publish, play).
 // Query parameters: ?room=<name>&token=<bearer token>&autostart=1&trickle=1 (send the offer at
 // once and trickle ICE candidates with PATCH instead of waiting for gathering to finish)
-// &simulcast=1 (publish: send three simulcast layers; also a checkbox on the page).
+// &simulcast=1 (publish: send three simulcast layers; also a checkbox on the page)
+// &relay=1 (gather TURN relay candidates only: for networks that allow nothing else, or to
+// check a TURN server; needs a TURN server the endpoint advertises).
 // The active RTCPeerConnection is exposed as `window.pc`, the session as `window.session`.
 
 import { Session } from './whip-whep.js';
@@ -105,6 +107,7 @@ function initSessionPage(kind) {
         token: form.token.value.trim(),
         trickle: params.get('trickle') === '1',
         simulcast: kind === 'whip' && Boolean(form.simulcast?.checked),
+        relayOnly: params.get('relay') === '1',
       });
       window.session = session;
       session.addEventListener('state', () => {

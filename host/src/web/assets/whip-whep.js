@@ -191,8 +191,10 @@ export class Session extends EventTarget {
    * @param {string} [opts.token] sent as `Authorization: Bearer <token>`.
    * @param {RTCIceServer[]} [opts.iceServers] used in addition to servers the endpoint advertises.
    * @param {boolean} [opts.trickle] send the offer without waiting for ICE gathering.
+   * @param {boolean} [opts.relayOnly] gather relay candidates only (`iceTransportPolicy:
+   *   'relay'`): media goes through the TURN server the endpoint advertised.
    */
-  constructor({ endpoint, kind, stream = null, token = '', iceServers = [], trickle = false, simulcast = false }) {
+  constructor({ endpoint, kind, stream = null, token = '', iceServers = [], trickle = false, simulcast = false, relayOnly = false }) {
     super();
     if (kind !== 'whip' && kind !== 'whep') throw new TypeError(`unknown session kind ${kind}`);
     if (kind === 'whip' && !stream) throw new TypeError('a WHIP session needs a MediaStream');
@@ -203,6 +205,7 @@ export class Session extends EventTarget {
     this.extraIceServers = iceServers;
     this.trickle = trickle;
     this.simulcast = simulcast;
+    this.relayOnly = relayOnly;
     /** WHEP server-sent events: whether the room has a publisher, how many watch (or null). */
     this.live = null;
     this.viewerCount = null;
@@ -260,6 +263,7 @@ export class Session extends EventTarget {
         iceServers: [...advertised, ...this.extraIceServers],
         bundlePolicy: 'max-bundle',
         rtcpMuxPolicy: 'require',
+        iceTransportPolicy: this.relayOnly ? 'relay' : 'all',
       });
       this.pc = pc;
       if (this.kind === 'whip') {

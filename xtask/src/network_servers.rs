@@ -1,0 +1,66 @@
+//! Servers the deployment-networking tests start on loopback (`host/tests/turn.rs`,
+//! `host/tests/reverse_proxies.rs`): coturn, nginx and Caddy, from their Debian packages.
+//! The tests run each with a config of their own and stop it; the packages' services are
+//! not started.
+
+use crate::system::apt_install;
+use anyhow::Result;
+use std::path::Path;
+
+/// (binary, Debian package, what needs it).
+const SERVERS: &[(&str, &str, &str)] = &[
+    (
+        "turnserver",
+        "coturn",
+        "coturn is needed by the TURN REST test",
+    ),
+    (
+        "nginx",
+        "nginx",
+        "nginx is needed by the reverse-proxy test",
+    ),
+    (
+        "caddy",
+        "caddy",
+        "Caddy is needed by the reverse-proxy test",
+    ),
+];
+
+/// Install whichever of the servers is missing.
+pub fn ensure_network_servers() -> Result<()> {
+    let missing: Vec<(&str, &str)> = SERVERS
+        .iter()
+        .filter(|(binary, _, _)| !on_path(binary))
+        .map(|(_, package, why)| (*package, *why))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
+    let why = missing
+        .iter()
+        .map(|(_, w)| *w)
+        .collect::<Vec<_>>()
+        .join("; ");
+    apt_install(&packages, &why)
+}
+
+/// Whether `binary` is in `$PATH` or an sbin directory (nginx lives in /usr/sbin, which a
+/// non-root PATH may lack).
+fn on_path(binary: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .any(|dir| Path::new(&dir).join(binary).is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_binaries_on_the_path_and_in_sbin() {
+        assert!(on_path("sh"));
+        assert!(!on_path("no-such-binary-anywhere"));
+    }
+}
