@@ -35,7 +35,7 @@ pub struct Server {
 impl Server {
     /// Start serving on `config.http.bind` (port 0 picks a free one; see [`Server::http_addr`]).
     pub async fn start(mut config: Config) -> anyhow::Result<Server> {
-        discover_public_ip(&mut config.webrtc).await;
+        crate::ice::public::settle(&mut config.webrtc).await?;
         let tls = config
             .http
             .tls
@@ -142,6 +142,7 @@ impl Server {
     /// validate every plugin and upstream, apply the exposure rule, make the DTLS identity —
     /// failing the same way start-up would. Returns a one-line summary.
     pub async fn check(config: &Config) -> anyhow::Result<String> {
+        crate::ice::public::settle(&mut config.webrtc.clone()).await?;
         let plugins = build_gate(config).await?;
         check_exposure(config, plugins.as_ref())?;
         if let Some(tls) = &config.http.tls {
@@ -286,31 +287,4 @@ fn check_exposure(config: &Config, gate: &dyn Gatekeeper) -> anyhow::Result<()> 
          auth.allow_unauthenticated_public = true): anyone may publish and play."
     );
     Ok(())
-}
-
-/// `webrtc.public_ip_from_stun`: when no public address is configured, ask the STUN server
-/// for ours. Not fatal: a server that cannot learn it still serves its local candidates, and
-/// says so.
-async fn discover_public_ip(webrtc: &mut crate::config::WebrtcConfig) {
-    let server = webrtc.public_ip_from_stun.clone();
-    if server.is_empty() || !webrtc.public_ips.is_empty() {
-        return;
-    }
-    let bind = webrtc
-        .bind_ips
-        .iter()
-        .copied()
-        .find(|ip| ip.is_ipv4())
-        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-    match crate::ice::stun::public_ip(&server, bind).await {
-        Ok(ip) => {
-            tracing::info!(%ip, %server, "public address learnt from STUN; advertised in candidates");
-            webrtc.public_ips.push(ip.to_string());
-        }
-        Err(e) => tracing::error!(
-            %server, error = %e,
-            "cannot learn the public address from STUN (webrtc.public_ip_from_stun); \
-             advertising local addresses only"
-        ),
-    }
 }

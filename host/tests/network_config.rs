@@ -98,12 +98,17 @@ async fn public_ip_url_and_ice_servers_are_advertised() {
     server.shutdown().await;
 }
 
-/// A host name in `public_ips` (a DNS name for a NAT's public side) replaces the IPv4 host
-/// candidates verbatim.
+/// A host name in `public_ips` (a DNS name for a NAT's public side) is resolved at start-up
+/// and its address advertised (clients reject names in candidates); one that does not resolve
+/// stops start-up naming the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_public_host_name_is_advertised_in_candidates() {
-    let (server, base) = start("public_ips = [\"media.example.test\"]\n").await;
+async fn public_host_names_are_resolved_at_start_up() {
+    let (server, base) = start("public_ips = [\"localhost\"]\n").await;
     let offerer = Viewer::connect(&base, "warm", &opts()).await.unwrap();
+    offerer
+        .wait_connected(T)
+        .await
+        .expect("a webrtc-rs client accepts the answer");
     let offer = offerer.pc.local_description().await.unwrap().sdp;
     let r = reqwest::Client::new()
         .post(format!("{base}/whep/named"))
@@ -116,11 +121,21 @@ async fn a_public_host_name_is_advertised_in_candidates() {
     let c = candidates(&r.text().await.unwrap());
     assert!(!c.is_empty());
     assert!(
-        c.iter().all(|(host, _)| host == "media.example.test"),
-        "the host name stands in for the IPv4 candidates: {c:?}"
+        c.iter().all(|(ip, _)| ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())),
+        "localhost's address is advertised: {c:?}"
     );
     offerer.close().await;
     server.shutdown().await;
+
+    let unresolvable = test_config("public_ips = [\"no-such-host.invalid\"]\n");
+    let err = switchboard::server::Server::start(unresolvable)
+        .await
+        .err()
+        .expect("an unresolvable public host name stops start-up")
+        .to_string();
+    assert!(err.contains("webrtc.public_ips"), "{err}");
 }
 
 /// A full UDP port range is capacity, not a server fault: 503 with a reason, never 500.

@@ -29,10 +29,13 @@ async fn through(proxy: Proxy) {
     let (cert, key, _) = ca.write_server_pem(dir.path());
     let proxy_port = free_port();
     let public_url = format!("https://127.0.0.1:{proxy_port}");
-    let (server, direct) = start(&format!(
-        "[http]\npublic_url = \"{public_url}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n"
-    ))
-    .await;
+    let mut config = test_config("");
+    config.http.public_url = public_url.clone();
+    config.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    // No auth plugin here: behind a public URL that takes saying so.
+    config.auth.allow_unauthenticated_public = true;
+    let server = switchboard::server::Server::start(config).await.unwrap();
+    let direct = format!("http://{}", server.http_addr());
     let upstream = server.http_addr().to_string();
     let running: Running = match proxy {
         Proxy::Nginx => support::servers::nginx(proxy_port, &cert, &key, &upstream).await,

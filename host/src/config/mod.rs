@@ -98,7 +98,7 @@ pub struct WebrtcConfig {
     /// Inclusive UDP port range `[min, max]` for media; `[0, 0]` lets the OS choose.
     pub udp_port_range: [u16; 2],
     /// Public addresses advertised instead of local ones (1:1 NAT, e.g. a cloud VM's elastic
-    /// IP): IP literals, or a host name, which stands in for the IPv4 host candidates.
+    /// IP): IP literals, or host names, resolved at start-up (`ice::public`).
     pub public_ips: Vec<String>,
     /// Ask this STUN server (`stun:host:port`) for the public IPv4 address at start-up, when
     /// `public_ips` names none. Empty: off.

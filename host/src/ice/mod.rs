@@ -4,11 +4,13 @@
 //! - `webrtc.ice_servers`: static entries, the same for everyone.
 //! - `[webrtc.turn]`: a TURN server sharing a secret with us; each request is answered with
 //!   credentials minted for the identity it authenticated as ([`turn_rest`]).
-//! - [`stun`]: the server's public address, asked of a STUN server at start-up.
+//! - [`public`]: the public addresses advertised in our candidates, settled at start-up
+//!   (host names resolved, or asked of a STUN server: [`stun`]).
 //!
 //! The provider is asked per request, so minted credentials are always fresh.
 
 pub mod config;
+pub mod public;
 pub mod stun;
 pub mod turn_rest;
 

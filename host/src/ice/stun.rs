@@ -1,6 +1,6 @@
-//! The server's public address, asked of a STUN server at start-up
-//! (`webrtc.public_ip_from_stun`): for a host behind a 1:1 NAT that does not know the address
-//! clients reach it at, like a cloud VM without a configured elastic IP.
+//! A STUN Binding request: the address a STUN server sees our packets come from
+//! (`webrtc.public_ip_from_stun`, see [`super::public`]), for a host behind a 1:1 NAT that does
+//! not know the address clients reach it at.
 
 use rtc::stun::message::{BINDING_REQUEST, BINDING_SUCCESS, Getter, Message, TransactionId};
 use rtc::stun::xoraddr::XorMappedAddress;

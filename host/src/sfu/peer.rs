@@ -113,11 +113,11 @@ pub enum PeerError {
 impl PeerFactory {
     pub fn new(config: WebrtcConfig) -> Self {
         let ice_servers = Arc::new(crate::ice::IceServers::new(&config));
-        // A host name stands in for the IPv4 host candidates.
+        // Host names were resolved at start-up (`ice::public`).
         let public_v4 = config
             .public_ips
             .iter()
-            .find(|a| a.parse::<IpAddr>().map_or(true, |ip| ip.is_ipv4()))
+            .find(|a| a.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv4()))
             .cloned();
         let public_v6 = config
             .public_ips
@@ -585,19 +585,5 @@ mod tests {
             "non-host candidates untouched"
         );
         assert!(out.ends_with("m=audio\r\n"));
-    }
-
-    #[test]
-    fn a_host_name_stands_in_for_ipv4_host_candidates() {
-        let mut config = crate::config::Config::default().webrtc;
-        config.public_ips = vec!["media.example.com".into()];
-        let f = PeerFactory::new(config);
-        let sdp = "a=candidate:1 1 udp 2130706431 10.0.0.5 5000 typ host\r\na=candidate:3 1 udp 2130706431 fd00::1 5002 typ host\r\n";
-        let out = f.advertise(sdp);
-        assert!(out.contains("a=candidate:1 1 udp 2130706431 media.example.com 5000 typ host\r\n"));
-        assert!(
-            out.contains("fd00::1 5002 typ host"),
-            "no IPv6 public address: kept"
-        );
     }
 }

@@ -138,8 +138,7 @@ http {{
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
     server {{
-        listen 127.0.0.1:{port} ssl;
-        http2 on;
+        listen 127.0.0.1:{port} ssl http2;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         location / {{
@@ -170,7 +169,7 @@ http {{
 pub async fn caddy(port: u16, cert: &Path, key: &Path, upstream: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let conf = format!(
-        "{{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\tstorage file_system {d}/data\n}}\nhttps://127.0.0.1:{port} {{\n\ttls {cert} {key}\n\treverse_proxy {upstream}\n}}\n",
+        "{{\n\tadmin off\n\tauto_https off\n\tstorage file_system {d}/data\n}}\nhttps://127.0.0.1:{port} {{\n\ttls {cert} {key}\n\treverse_proxy {upstream}\n}}\n",
         d = dir.path().display(),
         cert = cert.display(),
         key = key.display(),
