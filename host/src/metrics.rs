@@ -171,6 +171,14 @@ pub const OUTBOX_DEPTH: MetricDef = def(
     &[],
     "Webhook deliveries waiting in the outbox (queued or being retried; parked excluded).",
 );
+pub const UDP_MUX_DROPPED: MetricDef = def(
+    "switchboard_udp_mux_dropped_total",
+    Kind::Counter,
+    &["reason"],
+    "Datagrams the single-port mux (webrtc.udp_port) dropped: unrouted (no session claims \
+     them: not STUN, or an unknown username fragment), queue_full (their session's queue \
+     was full).",
+);
 
 /// Every metric the server exports.
 pub static METRICS: &[MetricDef] = &[
@@ -191,6 +199,7 @@ pub static METRICS: &[MetricDef] = &[
     PLUGIN_HEALTHY,
     WEBHOOK_DELIVERIES,
     OUTBOX_DEPTH,
+    UDP_MUX_DROPPED,
 ];
 
 /// Join latency buckets, seconds: set-up on loopback takes tens of milliseconds, a plugin
@@ -365,6 +374,10 @@ impl Metrics {
                 .absolute(t.rooms.viewer_keyframe_requests);
             m.counter(&PLI_SENT, &[])
                 .absolute(t.rooms.keyframe_requests_sent);
+            let (unrouted, queue_full) = crate::ice::mux::counters();
+            m.counter(&UDP_MUX_DROPPED, &["unrouted"]).absolute(unrouted);
+            m.counter(&UDP_MUX_DROPPED, &["queue_full"])
+                .absolute(queue_full);
         });
     }
 

@@ -97,6 +97,8 @@ pub struct WebrtcConfig {
     pub bind_ips: Vec<IpAddr>,
     /// Inclusive UDP port range `[min, max]` for media; `[0, 0]` lets the OS choose.
     pub udp_port_range: [u16; 2],
+    /// One UDP port for every session (`ice::mux`); 0: a port per session.
+    pub udp_port: u16,
     /// Public addresses advertised instead of local ones (1:1 NAT, e.g. a cloud VM's elastic
     /// IP): IP literals, or host names, resolved at start-up (`ice::public`).
     pub public_ips: Vec<String>,
@@ -274,6 +276,7 @@ impl Default for Config {
             webrtc: WebrtcConfig {
                 bind_ips: vec![IpAddr::from([0, 0, 0, 0]), IpAddr::from([127, 0, 0, 1])],
                 udp_port_range: [0, 0],
+                udp_port: 0,
                 public_ips: vec![],
                 public_ip_from_stun: String::new(),
                 ice_servers: vec![],
@@ -356,6 +359,14 @@ impl Config {
                 message: format!(
                     "expected [min, max] with 0 < min <= max, or [0, 0]; got [{min}, {max}]"
                 ),
+            });
+        }
+        if self.webrtc.udp_port != 0 && max != 0 {
+            return Err(ConfigError::Invalid {
+                key: "webrtc.udp_port",
+                message: "set either udp_port (one port for every session) or udp_port_range \
+                          (a port per session), not both"
+                    .into(),
             });
         }
         if self.webrtc.bind_ips.is_empty() {
@@ -512,6 +523,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bind"), "{err}");
+    }
+
+    #[test]
+    fn one_port_or_a_range_not_both() {
+        let err = Config::from_toml_str("[webrtc]\nudp_port = 8189\nudp_port_range = [5000, 5010]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("webrtc.udp_port"), "{err}");
+        Config::from_toml_str("[webrtc]\nudp_port = 8189").unwrap();
     }
 
     #[test]

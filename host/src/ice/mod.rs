@@ -7,9 +7,12 @@
 //! - [`public`]: the public addresses advertised in our candidates, settled at start-up
 //!   (host names resolved, or asked of a STUN server: [`stun`]).
 //!
+//! - [`mux`]: every session on one UDP port (`webrtc.udp_port`).
+//!
 //! The provider is asked per request, so minted credentials are always fresh.
 
 pub mod config;
+pub mod mux;
 pub mod public;
 pub mod stun;
 pub mod turn_rest;

@@ -64,7 +64,7 @@ pub async fn start_publisher(
         announce,
         pc: OnceLock::new(),
     });
-    let pc = ctx
+    let (pc, mux) = ctx
         .peers
         .build(
             handler.clone(),
@@ -81,6 +81,9 @@ pub async fn start_publisher(
             return Err(e);
         }
     };
+    if let Some(mux) = &mux {
+        mux.register_answer(&answer);
+    }
     let replaced = reservation.commit_publisher(PublisherSlot {
         session: id.clone(),
         subject: identity.subject.clone(),
@@ -97,6 +100,7 @@ pub async fn start_publisher(
             admit,
             states,
             remote_candidates,
+            mux,
         },
     );
     if let Some(old) = replaced.and_then(|p| ctx.registry.session_by_id(&p.session)) {

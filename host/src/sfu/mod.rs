@@ -87,6 +87,20 @@ impl Sfu {
         &self.ctx.gate
     }
 
+    /// Bind the single-port mux (`webrtc.udp_port`), if configured.
+    pub fn start_udp_mux(&self) -> Result<(), crate::ice::mux::MuxBindError> {
+        self.ctx.peers.start_mux()
+    }
+
+    /// The single-port mux's addresses, if bound.
+    pub fn udp_mux_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.ctx
+            .peers
+            .mux()
+            .map(|m| m.local_addrs())
+            .unwrap_or_default()
+    }
+
     /// The ICE servers clients are told about and the server gathers through.
     pub fn ice_servers(&self) -> Arc<crate::ice::IceServers> {
         self.ctx.peers.ice_servers().clone()

@@ -117,6 +117,10 @@ pub async fn patch(
         let offer = RTCSessionDescription::offer(trickle::restart_offer(&remote, ufrag, pwd))
             .map_err(|e| SfuError::BadFragment(e.to_string()))?;
         let answer = negotiate_desc(peers, &session.pc, &session.states, offer).await?;
+        // The restart's new fragment reaches this session on the single-port mux too.
+        if let Some(mux) = &session.mux {
+            mux.register_answer(&answer);
+        }
         let etag = session.rotate_etag();
         session.remote_candidates.store(0, Ordering::Relaxed);
         tracing::info!(session = %session.id, "ICE restart");

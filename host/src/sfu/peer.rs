@@ -5,6 +5,7 @@
 //! `webrtc::runtime::Runtime` wrapping sockets) slots in here without touching forwarding.
 
 use crate::config::WebrtcConfig;
+use crate::ice::mux::{MuxBindError, MuxBinding, UdpMux};
 use rtc::interceptor::{SenderReportBuilder, Slot};
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
@@ -97,6 +98,9 @@ pub struct PeerFactory {
     public_v4: Option<String>,
     public_v6: Option<String>,
     next_port: AtomicU32,
+    /// Every session's sockets on one port (`webrtc.udp_port`), once [`PeerFactory::start_mux`]
+    /// bound it.
+    mux: std::sync::OnceLock<Arc<UdpMux>>,
     /// The DTLS certificate every connection presents (see [`PeerFactory::certificate`]).
     certificate: parking_lot::Mutex<Option<RTCCertificate>>,
 }
@@ -130,6 +134,7 @@ impl PeerFactory {
             ice_servers,
             public_v4,
             public_v6,
+            mux: std::sync::OnceLock::new(),
             next_port: AtomicU32::new(min as u32),
             certificate: parking_lot::Mutex::new(None),
         }
@@ -172,6 +177,28 @@ impl PeerFactory {
         &self.ice_servers
     }
 
+    /// Bind `webrtc.udp_port` on every bind address, when configured (at start-up: a port
+    /// another process holds stops the server).
+    pub fn start_mux(&self) -> Result<(), MuxBindError> {
+        if self.config.udp_port == 0 || self.mux.get().is_some() {
+            return Ok(());
+        }
+        let runtime = super::runtime::ViewerRuntime::shared(self.config.batch_sends);
+        let mux = UdpMux::bind(
+            &host_ips(&self.config.bind_ips),
+            self.config.udp_port,
+            &runtime,
+        )?;
+        tracing::info!(addrs = ?mux.local_addrs(), "every session on one UDP port");
+        let _ = self.mux.set(mux);
+        Ok(())
+    }
+
+    /// The single-port mux, if bound.
+    pub fn mux(&self) -> Option<&Arc<UdpMux>> {
+        self.mux.get()
+    }
+
     /// Build every part of a connection once (codecs, interceptors, settings, the DTLS
     /// certificate) without binding sockets: what `switchboard --check` can verify.
     pub fn check(&self) -> Result<(), PeerError> {
@@ -180,13 +207,18 @@ impl PeerFactory {
         Ok(())
     }
 
-    /// Rewrite our host candidates to the configured public IPs (1:1 NAT), per address family.
+    /// Rewrite our host candidates to what clients must use: the configured public IPs (1:1
+    /// NAT), per address family, and the single-port mux's port.
     ///
     /// The webrtc crate stores but does not apply its NAT 1:1 setting, so it is done on the SDP
     /// we hand out: remote checks arrive at the public address, the NAT delivers them to the
-    /// local socket, and ICE matches them by socket. Identical rewritten candidates collapse.
+    /// local socket, and ICE matches them by socket. The mux is the same kind of translation:
+    /// webrtc-rs's driver names its host candidates after the ephemeral socket it bound before
+    /// being handed the session's socket on the shared port, and matches what arrives by that
+    /// name; clients must reach the shared port. Identical rewritten candidates collapse.
     pub fn advertise(&self, sdp: &str) -> String {
-        if self.public_v4.is_none() && self.public_v6.is_none() {
+        let mux_port = self.mux.get().and_then(|m| m.local_addrs().first().map(|a| a.port()));
+        if self.public_v4.is_none() && self.public_v6.is_none() && mux_port.is_none() {
             return sdp.to_owned();
         }
         let (v4, v6) = (self.public_v4.as_ref(), self.public_v6.as_ref());
@@ -199,45 +231,61 @@ impl PeerFactory {
             };
             let mut fields: Vec<&str> = rest.split(' ').collect();
             let is_host = fields.windows(2).any(|w| w == ["typ", "host"]);
+            let is_udp = fields.get(2).is_some_and(|t| t.eq_ignore_ascii_case("udp"));
             let public = match fields.get(4).and_then(|a| a.parse::<IpAddr>().ok()) {
-                Some(IpAddr::V4(_)) => v4,
-                Some(IpAddr::V6(_)) => v6,
+                Some(IpAddr::V4(_)) => v4.cloned(),
+                Some(IpAddr::V6(_)) => v6.cloned(),
                 None => None,
             };
-            let rewritten;
-            if let (true, Some(public)) = (is_host, public) {
-                rewritten = public.to_string();
-                fields[4] = &rewritten;
-                // Component, transport, address and port identify a duplicate.
-                let key = (
-                    fields[1].to_owned(),
-                    fields[2].to_lowercase(),
-                    fields[4].to_owned(),
-                    fields[5].to_owned(),
-                );
-                if !seen.insert(key) {
-                    continue;
-                }
-                out.push_str("a=candidate:");
-                out.push_str(&fields.join(" "));
-                out.push_str("\r\n");
-            } else {
+            let port = mux_port.filter(|_| is_udp).map(|p| p.to_string());
+            if !is_host || fields.len() < 6 || (public.is_none() && port.is_none()) {
                 out.push_str(line);
+                continue;
             }
+            if let Some(public) = &public {
+                fields[4] = public;
+            }
+            if let Some(port) = &port {
+                fields[5] = port;
+            }
+            // Component, transport, address and port identify a duplicate.
+            let key = (
+                fields[1].to_owned(),
+                fields[2].to_lowercase(),
+                fields[4].to_owned(),
+                fields[5].to_owned(),
+            );
+            if !seen.insert(key) {
+                continue;
+            }
+            out.push_str("a=candidate:");
+            out.push_str(&fields.join(" "));
+            out.push_str("\r\n");
         }
         out
     }
 
-    /// Build a connection ready for `set_remote_description`.
+    /// Build a connection ready for `set_remote_description`, with its place on the
+    /// single-port mux when there is one (the session keeps it; see [`MuxBinding`]).
     pub async fn build(
         &self,
         handler: Arc<dyn PeerConnectionEventHandler>,
         dtls: DtlsSide,
         role: PeerRole,
-    ) -> Result<Arc<dyn PeerConnection>, PeerError> {
+    ) -> Result<(Arc<dyn PeerConnection>, Option<MuxBinding>), PeerError> {
+        if let Some(mux) = self.mux.get() {
+            let binding = mux.bind_session();
+            let pc = self
+                .build_on_port(handler, dtls, role, 0, Some(&binding))
+                .await?;
+            return Ok((pc, Some(binding)));
+        }
         for port in self.ports_to_try() {
-            match self.build_on_port(handler.clone(), dtls, role, port).await {
-                Ok(pc) => return Ok(pc),
+            match self
+                .build_on_port(handler.clone(), dtls, role, port, None)
+                .await
+            {
+                Ok(pc) => return Ok((pc, None)),
                 Err(PeerError::Build(e)) if port != 0 => {
                     tracing::debug!(port, error = %e, "UDP port unavailable, trying next");
                 }
@@ -254,22 +302,39 @@ impl PeerFactory {
         dtls: DtlsSide,
         role: PeerRole,
         port: u16,
+        mux: Option<&MuxBinding>,
     ) -> Result<Arc<dyn PeerConnection>, PeerError> {
         let parts = self.parts(dtls, role)?;
-        let udp_addrs: Vec<SocketAddr> = self
-            .config
-            .bind_ips
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, port))
-            .collect();
+        let udp_addrs: Vec<SocketAddr> = match mux {
+            // The driver binds an ephemeral port per address and is handed the shared one.
+            Some(_) => host_ips(&self.config.bind_ips)
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect(),
+            None => self
+                .config
+                .bind_ips
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, port))
+                .collect(),
+        };
 
         let mut builder = PeerConnectionBuilder::new();
-        if role == PeerRole::Viewer {
-            // Viewer sockets only receive small datagrams: single-datagram buffers, no GRO;
-            // what they send goes out in batches.
-            builder = builder.with_runtime(super::runtime::ViewerRuntime::shared(
+        // Viewer sockets only receive small datagrams: single-datagram buffers, no GRO; what
+        // they send goes out in batches.
+        let runtime: Option<Arc<dyn webrtc::runtime::Runtime>> = match role {
+            PeerRole::Viewer => Some(super::runtime::ViewerRuntime::shared(
                 self.config.batch_sends,
-            ));
+            )),
+            PeerRole::Publisher => None,
+        };
+        match (mux, runtime) {
+            (Some(binding), runtime) => {
+                let inner = runtime.unwrap_or_else(|| Arc::new(webrtc::runtime::TokioRuntime));
+                builder = builder.with_runtime(super::runtime::MuxRuntime::new(inner, binding));
+            }
+            (None, Some(runtime)) => builder = builder.with_runtime(runtime),
+            (None, None) => {}
         }
         let pc = builder
             .with_configuration(parts.configuration)
@@ -310,10 +375,7 @@ impl PeerFactory {
     ///
     /// Binds one UDP socket per local address (a wildcard bind IP expands to the machine's
     /// interfaces, as webrtc-rs does), all on one port from `udp_port_range`.
-    pub fn build_direct(
-        &self,
-        dtls: DtlsSide,
-    ) -> Result<(RTCPeerConnection, Vec<Arc<dyn AsyncUdpSocket>>), PeerError> {
+    pub fn build_direct(&self, dtls: DtlsSide) -> Result<DirectParts, PeerError> {
         let parts = self.parts(dtls, PeerRole::Viewer)?;
         let pc = RTCPeerConnectionBuilder::new()
             .with_configuration(parts.configuration)
@@ -322,6 +384,10 @@ impl PeerFactory {
             .with_interceptor_registry(parts.registry)
             .build(std::time::Instant::now())
             .map_err(|e| PeerError::Build(e.to_string()))?;
+        if let Some(mux) = self.mux.get() {
+            let binding = mux.bind_session();
+            return Ok((pc, binding.sockets(), Some(binding)));
+        }
         let runtime = super::runtime::ViewerRuntime::shared(self.config.batch_sends);
         let ips = host_ips(&self.config.bind_ips);
         let bind = |port: u16| -> std::io::Result<Vec<Arc<dyn AsyncUdpSocket>>> {
@@ -335,7 +401,7 @@ impl PeerFactory {
         // With several addresses all must bind the same port of the range.
         for port in self.ports_to_try() {
             match bind(port) {
-                Ok(sockets) => return Ok((pc, sockets)),
+                Ok(sockets) => return Ok((pc, sockets, None)),
                 Err(e) if port != 0 => {
                     tracing::debug!(port, error = %e, "UDP port unavailable, trying next");
                 }
@@ -411,6 +477,13 @@ impl PeerFactory {
         })
     }
 }
+
+/// A direct viewer's connection, its sockets and, on the single-port mux, its place there.
+pub type DirectParts = (
+    RTCPeerConnection,
+    Vec<Arc<dyn AsyncUdpSocket>>,
+    Option<MuxBinding>,
+);
 
 /// What a connection is made of, apart from its sockets and driver.
 struct Parts {

@@ -13,8 +13,9 @@
 //! in one GSO send instead of one `sendmsg` each (see [`egress`]). Direct viewers
 //! ([`direct`](super::direct)) get their sockets here too and open the scope themselves.
 //!
-//! This is also where a single-port UDP mux would go: `wrap_udp_socket` is the seam through
-//! which every connection gets its sockets, so forwarding never needs to know.
+//! [`MuxRuntime`] is the seam for single-port UDP (`ice::mux`): a connection's driver binds
+//! its sockets as usual and gets its session's sockets on the shared port in their place, so
+//! neither the driver nor forwarding needs to know.
 
 use super::egress::{self, Batched};
 use std::fmt;
@@ -204,6 +205,136 @@ impl AsyncUdpSocket for SingleDatagramSocket {
 
     fn max_gro_segments(&self) -> usize {
         1
+    }
+}
+
+/// A connection's runtime on the single-port mux: `inner` for everything, except that each
+/// UDP socket the driver binds (an ephemeral port on a bind address) is exchanged for the
+/// session's socket on the shared port at that address.
+#[derive(Debug)]
+pub struct MuxRuntime {
+    inner: Arc<dyn Runtime>,
+    sockets: Vec<(std::net::IpAddr, Arc<dyn AsyncUdpSocket>)>,
+}
+
+impl MuxRuntime {
+    pub fn new(inner: Arc<dyn Runtime>, binding: &crate::ice::mux::MuxBinding) -> Arc<Self> {
+        let sockets = binding
+            .sockets()
+            .into_iter()
+            .filter_map(|s| Some((s.local_addr().ok()?.ip(), s)))
+            .collect();
+        Arc::new(MuxRuntime { inner, sockets })
+    }
+}
+
+/// A session's socket on the shared port, reporting the address the driver knows it by.
+#[derive(Debug)]
+struct Renamed {
+    shared: Arc<dyn AsyncUdpSocket>,
+    named: SocketAddr,
+}
+
+impl AsyncUdpSocket for Renamed {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.named)
+    }
+
+    fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
+        self.shared.poll_send(cx, transmit)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        let polled = self.shared.poll_recv(cx, bufs, meta);
+        if let Poll::Ready(Ok(n)) = &polled {
+            for m in &mut meta[..*n] {
+                m.dst_ip = Some(self.named.ip());
+            }
+        }
+        polled
+    }
+
+    fn max_gso_segments(&self) -> usize {
+        self.shared.max_gso_segments()
+    }
+}
+
+impl Runtime for MuxRuntime {
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) -> Box<dyn JoinHandle> {
+        self.inner.spawn(future)
+    }
+
+    fn spawn_reactor(
+        &self,
+        reactor_pool_size: usize,
+        future: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Box<dyn JoinHandle> {
+        self.inner.spawn_reactor(reactor_pool_size, future)
+    }
+
+    fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        // Only a media socket's address is wanted: the driver names its host candidate after
+        // it, and `PeerFactory::advertise` tells clients the shared port instead (like a 1:1
+        // NAT). Anything else (the driver's mDNS socket) stays a socket of its own.
+        let named = socket.local_addr()?;
+        let Some((_, shared)) = self.sockets.iter().find(|(ip, _)| *ip == named.ip()) else {
+            return self.inner.wrap_udp_socket(socket);
+        };
+        drop(socket);
+        Ok(Arc::new(Renamed {
+            shared: shared.clone(),
+            named,
+        }))
+    }
+
+    fn wrap_tcp_listener(
+        &self,
+        listener: std::net::TcpListener,
+    ) -> io::Result<Arc<dyn AsyncTcpListener>> {
+        self.inner.wrap_tcp_listener(listener)
+    }
+
+    fn connect_tcp<'a>(
+        &'a self,
+        remote_addr: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Arc<dyn AsyncTcpStream>>> + Send + 'a>> {
+        self.inner.connect_tcp(remote_addr)
+    }
+
+    fn resolve_host<'a>(
+        &'a self,
+        host: &'a str,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+        self.inner.resolve_host(host)
+    }
+
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.inner.sleep(duration)
+    }
+
+    fn interval(&self, period: Duration) -> Box<dyn AsyncInterval> {
+        self.inner.interval(period)
+    }
+
+    fn block_on(&self, future: Pin<Box<dyn Future<Output = ()> + '_>>) {
+        self.inner.block_on(future)
+    }
+
+    fn yield_now(&self) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        self.inner.yield_now()
+    }
+
+    fn name(&self) -> &'static str {
+        "single-port mux"
     }
 }
 

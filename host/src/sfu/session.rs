@@ -4,6 +4,7 @@
 //! connects, its identity expires, a periodic re-check denies it, or it is deleted —
 //! whichever comes first — and then releases everything it held.
 
+use crate::ice::mux::MuxBinding;
 use super::direct::DirectViewer;
 use super::room::Room;
 use super::state::PeerStates;
@@ -135,6 +136,8 @@ pub struct NewSession {
     pub states: Arc<PeerStates>,
     /// Remote ICE candidates its offer carried (see `candidates`).
     pub remote_candidates: usize,
+    /// Its place on the single-port mux, if any (its routes go when the session does).
+    pub mux: Option<MuxBinding>,
 }
 
 pub struct Session {
@@ -156,6 +159,8 @@ pub struct Session {
     pub remote_candidates: std::sync::atomic::AtomicUsize,
     /// When its connection first came up.
     pub connected_at: std::sync::OnceLock<std::time::SystemTime>,
+    /// Its place on the single-port mux (`webrtc.udp_port`), if any.
+    pub mux: Option<MuxBinding>,
 }
 
 impl Session {
@@ -175,6 +180,7 @@ impl Session {
             patch_lock: tokio::sync::Mutex::new(()),
             remote_candidates: new.remote_candidates.into(),
             connected_at: std::sync::OnceLock::new(),
+            mux: new.mux,
         }
     }
 

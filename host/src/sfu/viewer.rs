@@ -5,6 +5,7 @@
 //! the server must gather STUN/TURN candidates itself; then on webrtc-rs's driver. Both end in
 //! the same place: one [`ViewerSink`] per media kind the offer asked for.
 
+use crate::ice::mux::MuxBinding;
 use super::admission::Reservation;
 use super::context::Context;
 use super::direct::DirectViewer;
@@ -29,8 +30,9 @@ use webrtc::peer_connection::{PeerConnection, RTCPeerConnectionState, RTCSession
 /// arrive on.
 type ViewerSinkOf = (RtpCodecKind, ViewerSink, Option<Arc<TrackLocalStaticRTP>>);
 
-/// What setting up a viewer yields: its connection, our answer, its sinks.
-type ViewerSetUp = (Peer, String, Vec<ViewerSinkOf>);
+/// What setting up a viewer yields: its connection, our answer, its sinks, and its place on
+/// the single-port mux, if any.
+type ViewerSetUp = (Peer, String, Vec<ViewerSinkOf>, Option<MuxBinding>);
 
 /// WHEP: start a viewer session in the reserved room. The room need not have a publisher.
 pub async fn start_viewer(
@@ -44,7 +46,7 @@ pub async fn start_viewer(
     let room = reservation.room().clone();
     let states = Arc::new(PeerStates::default());
     let key = ctx.next_key();
-    let (peer, answer, sinks) = if ctx.peers.direct_viewers() {
+    let (peer, answer, sinks, mux) = if ctx.peers.direct_viewers() {
         set_up_direct(ctx, &room, &states, key, offer)?
     } else {
         set_up_stack(ctx, &states, key, offer).await?
@@ -62,6 +64,7 @@ pub async fn start_viewer(
             admit,
             states,
             remote_candidates,
+            mux,
         },
     );
     spawn_feed(&session, sinks);
@@ -83,7 +86,7 @@ async fn set_up_stack(
     let handler = Arc::new(StateHandler {
         states: states.clone(),
     });
-    let pc = ctx
+    let (pc, mux) = ctx
         .peers
         .build(handler, DtlsSide::from_offer(&offer), PeerRole::Viewer)
         .await?;
@@ -94,6 +97,9 @@ async fn set_up_stack(
         }
         let peer = Peer::Stack(pc.clone());
         let answer = negotiate(&ctx.peers, &peer, states, offer).await?;
+        if let Some(mux) = &mux {
+            mux.register_answer(&answer);
+        }
         // What the viewer negotiated, per kind: the sink maps publisher codecs onto it.
         let mut sinks = Vec::with_capacity(2);
         for out in outputs {
@@ -111,7 +117,7 @@ async fn set_up_stack(
         Ok::<_, SfuError>((peer, answer, sinks))
     };
     match set_up.await {
-        Ok(done) => Ok(done),
+        Ok((peer, answer, sinks)) => Ok((peer, answer, sinks, mux)),
         Err(e) => {
             let _ = pc.close().await;
             Err(e)
@@ -130,7 +136,7 @@ fn set_up_direct(
 ) -> Result<ViewerSetUp, SfuError> {
     let offer =
         RTCSessionDescription::offer(offer).map_err(|e| SfuError::BadOffer(e.to_string()))?;
-    let (pc, sockets) = ctx.peers.build_direct(DtlsSide::from_offer(&offer.sdp))?;
+    let (pc, sockets, mux) = ctx.peers.build_direct(DtlsSide::from_offer(&offer.sdp))?;
     let video = room.video.clone();
     let conn = DirectViewer::start(
         pc,
@@ -153,6 +159,9 @@ fn set_up_direct(
             senders.push((kind, conn.add_track(track)?, ssrc));
         }
         let answer = ctx.peers.advertise(&conn.negotiate(offer)?);
+        if let Some(mux) = &mux {
+            mux.register_answer(&answer);
+        }
         let mut sinks = Vec::with_capacity(2);
         for (kind, sender, ssrc) in senders {
             let codecs = conn.sender_codecs(sender);
@@ -165,7 +174,7 @@ fn set_up_direct(
         Ok((answer, sinks))
     };
     match set_up() {
-        Ok((answer, sinks)) => Ok((Peer::Direct(conn), answer, sinks)),
+        Ok((answer, sinks)) => Ok((Peer::Direct(conn), answer, sinks, mux)),
         Err(e) => {
             conn.close();
             Err(e)
