@@ -375,7 +375,8 @@ impl Metrics {
             m.counter(&PLI_SENT, &[])
                 .absolute(t.rooms.keyframe_requests_sent);
             let (unrouted, queue_full) = crate::ice::mux::counters();
-            m.counter(&UDP_MUX_DROPPED, &["unrouted"]).absolute(unrouted);
+            m.counter(&UDP_MUX_DROPPED, &["unrouted"])
+                .absolute(unrouted);
             m.counter(&UDP_MUX_DROPPED, &["queue_full"])
                 .absolute(queue_full);
         });

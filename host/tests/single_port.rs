@@ -25,7 +25,9 @@ async fn everyone_on_one_port(viewers: usize, extra: &str) {
     let (server, base) = start(&format!("udp_port = {port}\n{extra}")).await;
     assert_eq!(
         server.sfu().udp_mux_addrs(),
-        [format!("127.0.0.1:{port}").parse::<std::net::SocketAddr>().unwrap()]
+        [format!("127.0.0.1:{port}")
+            .parse::<std::net::SocketAddr>()
+            .unwrap()]
     );
     let publisher = Arc::new(Publisher::connect(&base, "one", &opts()).await.unwrap());
     publisher.wait_connected(T).await.unwrap();
@@ -51,7 +53,10 @@ async fn everyone_on_one_port(viewers: usize, extra: &str) {
     let (unrouted, _) = switchboard::ice::mux::counters();
     let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let target = format!("127.0.0.1:{port}");
-    stranger.send_to(b"\x00\x01\x00\x00garbage", &target).await.unwrap();
+    stranger
+        .send_to(b"\x00\x01\x00\x00garbage", &target)
+        .await
+        .unwrap();
     stranger.send_to(&[0xffu8; 1200], &target).await.unwrap();
     stranger
         .send_to(&stun_request("nosuchfrag:x"), &target)
@@ -67,7 +72,10 @@ async fn everyone_on_one_port(viewers: usize, extra: &str) {
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (v, b) in all.iter().zip(before) {
-        assert!(v.stats.video_packets.load(Ordering::Relaxed) > b, "media goes on");
+        assert!(
+            v.stats.video_packets.load(Ordering::Relaxed) > b,
+            "media goes on"
+        );
     }
     assert_eq!(server.sfu().session_count(), viewers + 1);
 
@@ -80,7 +88,9 @@ async fn everyone_on_one_port(viewers: usize, extra: &str) {
     assert!(second.contains("webrtc.udp_port"), "{second}");
     let last = all[0].stats.video_packets.load(Ordering::Relaxed);
     assert!(
-        eventually(T, || all[0].stats.video_packets.load(Ordering::Relaxed) > last).await,
+        eventually(T, || all[0].stats.video_packets.load(Ordering::Relaxed)
+            > last)
+        .await,
         "sessions keep their media"
     );
 

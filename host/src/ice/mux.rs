@@ -340,9 +340,15 @@ mod tests {
 
     #[test]
     fn the_local_fragment_is_read_from_binding_requests_only() {
-        assert_eq!(local_ufrag(&binding_request("ourFrag:theirs")), Some("ourFrag"));
+        assert_eq!(
+            local_ufrag(&binding_request("ourFrag:theirs")),
+            Some("ourFrag")
+        );
         assert_eq!(local_ufrag(&binding_request("no-colon")), None);
-        assert_eq!(local_ufrag(b"\x80\x60 an RTP packet, not STUN at all"), None);
+        assert_eq!(
+            local_ufrag(b"\x80\x60 an RTP packet, not STUN at all"),
+            None
+        );
         let mut truncated = binding_request("ourFrag:theirs");
         truncated.truncate(24);
         assert_eq!(local_ufrag(&truncated), None);
@@ -360,11 +366,20 @@ mod tests {
         let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         // Unknown fragment and garbage first: dropped, counted.
         let before = counters().0;
-        client.send_to(&binding_request("zzzz:x"), server).await.unwrap();
+        client
+            .send_to(&binding_request("zzzz:x"), server)
+            .await
+            .unwrap();
         client.send_to(b"garbage", server).await.unwrap();
         // Then b's fragment: from now on this address is b's.
-        client.send_to(&binding_request("bbbb:x"), server).await.unwrap();
-        client.send_to(b"media after the check", server).await.unwrap();
+        client
+            .send_to(&binding_request("bbbb:x"), server)
+            .await
+            .unwrap();
+        client
+            .send_to(b"media after the check", server)
+            .await
+            .unwrap();
         let mut buf = [0u8; 2048];
         let b_socket = b.socket_for(IpAddr::from([127, 0, 0, 1]));
         let (n, from) = b_socket.recv_from(&mut buf).await.unwrap();
@@ -381,7 +396,10 @@ mod tests {
         )
         .await;
         assert!(pending.is_err(), "nothing for a");
-        a_socket.send_to(b"reply", client.local_addr().unwrap()).await.unwrap();
+        a_socket
+            .send_to(b"reply", client.local_addr().unwrap())
+            .await
+            .unwrap();
         let (n, from) = client.recv_from(&mut buf).await.unwrap();
         assert_eq!((&buf[..n], from), (&b"reply"[..], server));
         // A session that ended is forgotten: its address is unrouted again.
@@ -398,6 +416,9 @@ mod tests {
         let port = mux.local_addrs()[0].port();
         let second = UdpMux::bind(&[IpAddr::from([127, 0, 0, 1])], port, &runtime);
         let err = second.err().expect("the port is taken").to_string();
-        assert!(err.starts_with("webrtc.udp_port: cannot bind 127.0.0.1:"), "{err}");
+        assert!(
+            err.starts_with("webrtc.udp_port: cannot bind 127.0.0.1:"),
+            "{err}"
+        );
     }
 }

@@ -217,7 +217,10 @@ impl PeerFactory {
     /// being handed the session's socket on the shared port, and matches what arrives by that
     /// name; clients must reach the shared port. Identical rewritten candidates collapse.
     pub fn advertise(&self, sdp: &str) -> String {
-        let mux_port = self.mux.get().and_then(|m| m.local_addrs().first().map(|a| a.port()));
+        let mux_port = self
+            .mux
+            .get()
+            .and_then(|m| m.local_addrs().first().map(|a| a.port()));
         if self.public_v4.is_none() && self.public_v6.is_none() && mux_port.is_none() {
             return sdp.to_owned();
         }

@@ -4,11 +4,11 @@
 //! connects, its identity expires, a periodic re-check denies it, or it is deleted —
 //! whichever comes first — and then releases everything it held.
 
-use crate::ice::mux::MuxBinding;
 use super::direct::DirectViewer;
 use super::room::Room;
 use super::state::PeerStates;
 use crate::auth::{Action, AdmitRequest, Identity};
+use crate::ice::mux::MuxBinding;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Instant;

@@ -5,7 +5,6 @@
 //! the server must gather STUN/TURN candidates itself; then on webrtc-rs's driver. Both end in
 //! the same place: one [`ViewerSink`] per media kind the offer asked for.
 
-use crate::ice::mux::MuxBinding;
 use super::admission::Reservation;
 use super::context::Context;
 use super::direct::DirectViewer;
@@ -20,6 +19,7 @@ use super::session::{Created, Peer, Session};
 use super::state::{PeerStates, StateHandler};
 use super::supervise;
 use crate::auth::{Action, AdmitRequest, Identity};
+use crate::ice::mux::MuxBinding;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::sync::Arc;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
