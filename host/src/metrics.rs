@@ -179,6 +179,15 @@ pub const UDP_MUX_DROPPED: MetricDef = def(
      them: not STUN, or an unknown username fragment), queue_full (their session's queue \
      was full).",
 );
+pub const TCP_MUX_DROPPED: MetricDef = def(
+    "switchboard_tcp_mux_dropped_total",
+    Kind::Counter,
+    &["reason"],
+    "Connections the ICE-TCP port (webrtc.tcp_port) closed before a session took them: \
+     unrouted (first frame not an ICE check, or an unknown username fragment), timeout (no \
+     first frame within 10 s), busy (256 connections already waiting for theirs), queue_full \
+     (their session had 8 connections waiting).",
+);
 
 /// Every metric the server exports.
 pub static METRICS: &[MetricDef] = &[
@@ -200,6 +209,7 @@ pub static METRICS: &[MetricDef] = &[
     WEBHOOK_DELIVERIES,
     OUTBOX_DEPTH,
     UDP_MUX_DROPPED,
+    TCP_MUX_DROPPED,
 ];
 
 /// Join latency buckets, seconds: set-up on loopback takes tens of milliseconds, a plugin
@@ -379,6 +389,15 @@ impl Metrics {
                 .absolute(unrouted);
             m.counter(&UDP_MUX_DROPPED, &["queue_full"])
                 .absolute(queue_full);
+            let (unrouted, timeout, busy, queue_full) = crate::ice::tcp::counters();
+            for (reason, n) in [
+                ("unrouted", unrouted),
+                ("timeout", timeout),
+                ("busy", busy),
+                ("queue_full", queue_full),
+            ] {
+                m.counter(&TCP_MUX_DROPPED, &[reason]).absolute(n);
+            }
         });
     }
 

@@ -51,7 +51,7 @@ impl Server {
         let outbox = start_outbox(&config, plugins.clone(), &events)?;
         plugins.publish_events_to(events.clone());
         let sfu = Sfu::new(&config, gate, events);
-        sfu.start_udp_mux()?;
+        sfu.start_shared_ports()?;
         let ready = Arc::new(AtomicBool::new(false));
         let state = AppState::new(&config, sfu.clone(), ready.clone());
         let metrics = crate::metrics::Metrics::new();

@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
-use switchboard::client::{ClientOptions, StreamShape};
+use switchboard::client::{ClientOptions, StreamShape, Transports};
 use switchboard::loadgen::spawn::{ServerKind, SpawnedServer};
 use switchboard::loadgen::{self, LoadOptions, Summary, system};
 
@@ -86,6 +86,13 @@ struct Cli {
     /// handshake).
     #[arg(long, value_enum, default_value = "actpass")]
     dtls_setup: DtlsSetup,
+    /// Local IP of the clients' media sockets.
+    #[arg(long, default_value = "127.0.0.1")]
+    client_ip: std::net::IpAddr,
+    /// Transports the clients gather ICE candidates on: udp, tcp (ICE-TCP only, as on a
+    /// network that blocks UDP), or both (as browsers do).
+    #[arg(long, value_enum, default_value = "udp")]
+    transports: Transports,
     /// Bearer token for WHIP/WHEP.
     #[arg(long)]
     token: Option<String>,
@@ -177,6 +184,8 @@ async fn drive(cli: Cli, load_core: Option<usize>) -> anyhow::Result<()> {
             ice_check_interval: (cli.client_ice_check_ms > 0)
                 .then(|| Duration::from_millis(cli.client_ice_check_ms)),
             dtls_setup: (cli.dtls_setup == DtlsSetup::Passive).then_some("passive"),
+            bind_ip: cli.client_ip,
+            transports: cli.transports,
             ..ClientOptions::default()
         },
         progress: !cli.quiet,

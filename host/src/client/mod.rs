@@ -74,6 +74,19 @@ pub struct ClientOptions {
     /// Gather relay candidates only (`iceTransportPolicy: "relay"`): every packet goes
     /// through the TURN server.
     pub relay_only: bool,
+    /// Which transports the client gathers candidates on: UDP (the default), TCP (RFC 6544;
+    /// no UDP socket at all, how a client on a network that blocks UDP looks to the server's
+    /// ICE-TCP port, `webrtc.tcp_port`), or both, as browsers do.
+    pub transports: Transports,
+}
+
+/// Transports a client gathers ICE candidates on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transports {
+    #[default]
+    Udp,
+    Tcp,
+    Both,
 }
 
 impl Default for ClientOptions {
@@ -90,6 +103,7 @@ impl Default for ClientOptions {
             ice_servers_from_options: false,
             ice_servers: Vec::new(),
             relay_only: false,
+            transports: Transports::Udp,
         }
     }
 }
@@ -252,7 +266,14 @@ async fn build_pc(
         .with_setting_engine(settings)
         .with_interceptor_registry(registry)
         .with_handler(handler)
-        .with_udp_addrs(vec![SocketAddr::new(opts.bind_ip, 0)])
+        .with_udp_addrs(match opts.transports {
+            Transports::Tcp => vec![],
+            _ => vec![SocketAddr::new(opts.bind_ip, 0)],
+        })
+        .with_tcp_addrs(match opts.transports {
+            Transports::Udp => vec![],
+            _ => vec![SocketAddr::new(opts.bind_ip, 0)],
+        })
         .build()
         .await
         .map_err(rtc_err)?;
@@ -326,9 +347,48 @@ async fn signal(
         return Err(ClientError::Http { status, body });
     }
     let url = resolve(endpoint, &location);
-    let answer = RTCSessionDescription::answer(body).map_err(rtc_err)?;
+    let answer = RTCSessionDescription::answer(body.clone()).map_err(rtc_err)?;
     pc.set_remote_description(answer).await.map_err(rtc_err)?;
+    if opts.transports != Transports::Udp {
+        connect_tcp_candidates(pc, &body).await?;
+    }
     Ok(Resource { url, etag })
+}
+
+/// webrtc-rs opens TCP connections (as the active side, RFC 6544) only to passive candidates
+/// added with `add_ice_candidate`, not to those of a remote description: hand it the answer's.
+async fn connect_tcp_candidates(
+    pc: &Arc<dyn PeerConnection>,
+    answer: &str,
+) -> Result<(), ClientError> {
+    let mut mid = None;
+    for line in answer.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("a=mid:") {
+            // Bundled: the first section's candidates are everyone's.
+            if mid.is_some() {
+                break;
+            }
+            mid = Some(m.to_owned());
+        }
+        let Some(candidate) = line.strip_prefix("a=") else {
+            continue;
+        };
+        let fields: Vec<&str> = candidate.split(' ').collect();
+        let passive_tcp = fields.get(2).is_some_and(|t| t.eq_ignore_ascii_case("tcp"))
+            && fields.windows(2).any(|w| w == ["tcptype", "passive"]);
+        // One connection carries every component (rtcp-mux): the first section's will do.
+        if !candidate.starts_with("candidate:") || !passive_tcp || fields[1] != "1" {
+            continue;
+        }
+        let init = webrtc::peer_connection::RTCIceCandidateInit {
+            candidate: candidate.to_owned(),
+            sdp_mid: mid.clone(),
+            sdp_mline_index: Some(0),
+            ..Default::default()
+        };
+        pc.add_ice_candidate(init).await.map_err(rtc_err)?;
+    }
+    Ok(())
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> String {

@@ -99,6 +99,9 @@ pub struct WebrtcConfig {
     pub udp_port_range: [u16; 2],
     /// One UDP port for every session (`ice::mux`); 0: a port per session.
     pub udp_port: u16,
+    /// ICE-TCP (passive, RFC 6544) for every session on this TCP port (`ice::tcp`), for
+    /// clients on networks that block UDP; 0: off.
+    pub tcp_port: u16,
     /// Public addresses advertised instead of local ones (1:1 NAT, e.g. a cloud VM's elastic
     /// IP): IP literals, or host names, resolved at start-up (`ice::public`).
     pub public_ips: Vec<String>,
@@ -277,6 +280,7 @@ impl Default for Config {
                 bind_ips: vec![IpAddr::from([0, 0, 0, 0]), IpAddr::from([127, 0, 0, 1])],
                 udp_port_range: [0, 0],
                 udp_port: 0,
+                tcp_port: 0,
                 public_ips: vec![],
                 public_ip_from_stun: String::new(),
                 ice_servers: vec![],

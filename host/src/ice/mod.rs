@@ -7,7 +7,8 @@
 //! - [`public`]: the public addresses advertised in our candidates, settled at start-up
 //!   (host names resolved, or asked of a STUN server: [`stun`]).
 //!
-//! - [`mux`]: every session on one UDP port (`webrtc.udp_port`).
+//! - [`mux`]: every session on one UDP port (`webrtc.udp_port`); [`tcp`]: ICE-TCP on one
+//!   TCP port (`webrtc.tcp_port`). A session's place on both is one [`MuxBinding`].
 //!
 //! The provider is asked per request, so minted credentials are always fresh.
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod mux;
 pub mod public;
 pub mod stun;
+pub mod tcp;
 pub mod turn_rest;
 
 use crate::config::WebrtcConfig;
@@ -22,6 +24,30 @@ use http::HeaderValue;
 use std::time::{Duration, SystemTime};
 use turn_rest::TurnRest;
 use webrtc::peer_connection::RTCIceServer;
+
+/// A session's place on the shared ports: the single UDP port, the ICE-TCP port, or both.
+/// Dropping it removes every route to the session.
+pub struct MuxBinding {
+    pub udp: Option<mux::UdpBinding>,
+    pub tcp: Option<tcp::TcpBinding>,
+}
+
+impl MuxBinding {
+    /// Route checks naming the `a=ice-ufrag` of our answer `sdp` (first or ICE restart) to
+    /// this session, on every shared port.
+    pub fn register_answer(&self, sdp: &str) {
+        for line in sdp.lines() {
+            if let Some(ufrag) = line.trim_end().strip_prefix("a=ice-ufrag:") {
+                if let Some(udp) = &self.udp {
+                    udp.register_ufrag(ufrag);
+                }
+                if let Some(tcp) = &self.tcp {
+                    tcp.register_ufrag(ufrag);
+                }
+            }
+        }
+    }
+}
 
 /// Subject of the credentials the server mints for its own relay candidates.
 const SERVER_SUBJECT: &str = "switchboard";

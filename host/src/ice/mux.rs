@@ -146,7 +146,7 @@ impl UdpMux {
     }
 
     /// A new session's sockets, one per bind address.
-    pub fn bind_session(self: &Arc<Self>) -> MuxBinding {
+    pub fn bind_session(self: &Arc<Self>) -> UdpBinding {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let sockets = self
             .shared
@@ -160,7 +160,7 @@ impl UdpMux {
                 })
             })
             .collect();
-        MuxBinding {
+        UdpBinding {
             id,
             mux: self.clone(),
             sockets,
@@ -185,26 +185,17 @@ async fn read(shared: std::sync::Weak<Shared>, socket: Arc<dyn AsyncUdpSocket>) 
 }
 
 /// One session's place on the mux. Dropping it removes every route to the session.
-pub struct MuxBinding {
+pub struct UdpBinding {
     id: u64,
     mux: Arc<UdpMux>,
     sockets: Vec<Arc<MuxSocket>>,
 }
 
-impl MuxBinding {
+impl UdpBinding {
     /// Route STUN requests naming `ufrag` (our username fragment, from our answer) here.
     pub fn register_ufrag(&self, ufrag: &str) {
         for s in &self.mux.shared {
             s.routes.lock().by_ufrag.insert(ufrag.to_owned(), self.id);
-        }
-    }
-
-    /// Register the `a=ice-ufrag` of our answer `sdp`.
-    pub fn register_answer(&self, sdp: &str) {
-        for line in sdp.lines() {
-            if let Some(ufrag) = line.trim_end().strip_prefix("a=ice-ufrag:") {
-                self.register_ufrag(ufrag);
-            }
         }
     }
 
@@ -227,7 +218,7 @@ impl MuxBinding {
     }
 }
 
-impl Drop for MuxBinding {
+impl Drop for UdpBinding {
     fn drop(&mut self) {
         for s in &self.mux.shared {
             s.remove(self.id);
@@ -295,7 +286,7 @@ impl AsyncUdpSocket for MuxSocket {
 
 /// Our username fragment in a STUN Binding request (RFC 8489 §5, USERNAME is
 /// `<receiver's ufrag>:<sender's ufrag>` in ICE), or `None` for anything else.
-fn local_ufrag(data: &[u8]) -> Option<&str> {
+pub(super) fn local_ufrag(data: &[u8]) -> Option<&str> {
     const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
     const BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
     const USERNAME: u16 = 0x0006;
@@ -319,12 +310,12 @@ fn local_ufrag(data: &[u8]) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use rtc::stun::message::{BINDING_REQUEST, Message, TransactionId};
     use rtc::stun::textattrs::TextAttribute;
 
-    fn binding_request(username: &str) -> Vec<u8> {
+    pub(in crate::ice) fn binding_request(username: &str) -> Vec<u8> {
         let mut m = Message::new();
         m.build(&[
             Box::new(TransactionId::new()),

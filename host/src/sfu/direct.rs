@@ -11,6 +11,11 @@
 //! keep-alives, DTLS retransmissions, sender reports). Between those it sleeps; media never
 //! wakes it.
 //!
+//! ICE-TCP (`webrtc.tcp_port`): the viewer also offers a passive TCP candidate per listening
+//! address of the shared TCP port, and each connection the port routes to it becomes a
+//! [`TcpLink`]: a reader task feeding frames to the core, a writer task taking framed
+//! datagrams from a bounded queue (full: dropped and counted, like a full socket buffer).
+//!
 //! Only host candidates are gathered (one socket per local address); deployments that want
 //! the server to gather server-reflexive or relay candidates keep webrtc-rs's driver (see
 //! [`PeerFactory::direct_viewers`](super::peer::PeerFactory::direct_viewers)).
@@ -20,6 +25,7 @@ use super::error::SfuError;
 use super::feedback::is_keyframe_request;
 use super::peer::PeerError;
 use super::state::PeerStates;
+use crate::ice::tcp::{TcpConnection, TcpInbox};
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use rtc::media_stream::MediaStreamTrack;
@@ -33,8 +39,8 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::io::IoSliceMut;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -49,6 +55,8 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// Receive buffer of a viewer's driver: a viewer only sends us STUN, DTLS and RTCP.
 const RECV_BUF_LEN: usize = 2000;
+/// Framed datagrams an ICE-TCP link holds for its writer (about a second of 2 Mbit/s video).
+const TCP_QUEUE: usize = 256;
 
 /// Datagrams the direct viewers could not hand to the kernel (socket buffer full).
 static SEND_DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -66,6 +74,10 @@ pub struct DirectViewer {
     core: Mutex<Core>,
     /// One per local address, with that address (what the core names as a datagram's source).
     sockets: Vec<(SocketAddr, Arc<dyn AsyncUdpSocket>)>,
+    /// ICE-TCP: the connections the shared TCP port routes here, per listening address.
+    tcp_inboxes: Vec<Arc<TcpInbox>>,
+    /// ICE-TCP connections taken from the inboxes, and the tasks taking them.
+    tcp: Mutex<TcpState>,
     /// Wakes the driver after signalling changed the core (its timers may have moved) or the
     /// connection closed.
     wake: Notify,
@@ -75,6 +87,26 @@ pub struct DirectViewer {
     on_keyframe_request: KeyframeRequest,
     /// Fault injection for tests: the driver panics at its next turn.
     panic_requested: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct TcpState {
+    links: Vec<TcpLink>,
+    acceptors: Vec<tokio::task::AbortHandle>,
+}
+
+/// One ICE-TCP connection of a viewer. Dropping it stops its reader; its writer sends what is
+/// queued and closes the connection.
+struct TcpLink {
+    peer: SocketAddr,
+    frames: tokio::sync::mpsc::Sender<Vec<u8>>,
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for TcpLink {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 struct Core {
@@ -88,6 +120,7 @@ impl DirectViewer {
     pub fn start(
         pc: RTCPeerConnection,
         sockets: Vec<Arc<dyn AsyncUdpSocket>>,
+        tcp_inboxes: Vec<Arc<TcpInbox>>,
         states: Arc<PeerStates>,
         batch: bool,
         on_keyframe_request: KeyframeRequest,
@@ -104,12 +137,18 @@ impl DirectViewer {
                 closed: false,
             }),
             sockets,
+            tcp_inboxes,
+            tcp: Mutex::new(TcpState::default()),
             wake: Notify::new(),
             states,
             batch,
             on_keyframe_request,
             panic_requested: Default::default(),
         });
+        for inbox in &conn.tcp_inboxes {
+            let task = tokio::spawn(take_connections(Arc::downgrade(&conn), inbox.clone()));
+            conn.tcp.lock().acceptors.push(task.abort_handle());
+        }
         // A panic in the driver ends this viewer's session (and frees what it held), never
         // the process or anyone else's session.
         let driven = conn.clone();
@@ -161,8 +200,10 @@ impl DirectViewer {
             .set_local_description(now, answer)
             .map_err(|e| SfuError::WebRtc(e.to_string()))?;
         if !core.candidates_added {
-            for (addr, _) in &self.sockets {
-                let candidate = host_candidate(*addr)?;
+            let udp = self.sockets.iter().map(|(addr, _)| (*addr, "udp"));
+            let tcp = self.tcp_inboxes.iter().map(|i| (i.local_addr(), "tcp"));
+            for (addr, network) in udp.chain(tcp) {
+                let candidate = host_candidate(addr, network)?;
                 core.pc
                     .add_local_candidate(candidate)
                     .map_err(|e| SfuError::WebRtc(format!("local candidate: {e}")))?;
@@ -218,6 +259,12 @@ impl DirectViewer {
         self.flush(&mut core);
         core.closed = true;
         drop(core);
+        // Writers send the close_notify just queued, then close their connections.
+        let tcp = std::mem::take(&mut *self.tcp.lock());
+        for acceptor in tcp.acceptors {
+            acceptor.abort();
+        }
+        drop(tcp.links);
         self.states
             .connection
             .send_replace(RTCPeerConnectionState::Closed);
@@ -264,6 +311,9 @@ impl DirectViewer {
     }
 
     fn send(&self, out: &TaggedBytesMut) {
+        if out.transport.transport_protocol == TransportProtocol::TCP {
+            return self.send_tcp(out);
+        }
         let local = out.transport.local_addr;
         let Some((_, socket)) = self
             .sockets
@@ -284,6 +334,69 @@ impl DirectViewer {
         let mut cx = Context::from_waker(Waker::noop());
         if !matches!(socket.poll_send(&mut cx, &transmit), Poll::Ready(Ok(_))) {
             SEND_DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queue one datagram on the ICE-TCP connection to its destination, in RFC 6544 framing.
+    fn send_tcp(&self, out: &TaggedBytesMut) {
+        let tcp = self.tcp.lock();
+        let Some(link) = tcp.links.iter().find(|l| l.peer == out.transport.peer_addr) else {
+            SEND_DROPPED.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if link
+            .frames
+            .try_send(rtc::shared::tcp_framing::frame_packet(&out.message))
+            .is_err()
+        {
+            SEND_DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Take a connection the shared TCP port routed here: its reader feeds the core, its
+    /// writer sends what [`Self::send_tcp`] queues.
+    fn attach_tcp(self: &Arc<Self>, conn: TcpConnection) {
+        let (read_half, mut write_half) = conn.stream.into_split();
+        let (frames, mut queued) = tokio::sync::mpsc::channel::<Vec<u8>>(TCP_QUEUE);
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Some(frame) = queued.recv().await {
+                if write_half.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let reader = tokio::spawn(read_tcp(
+            Arc::downgrade(self),
+            read_half,
+            conn.local,
+            conn.peer,
+            conn.first,
+        ));
+        // The core's lock is never taken inside this one (the send path nests them the other
+        // way round).
+        if self.core.lock().closed {
+            reader.abort();
+            return;
+        }
+        let mut tcp = self.tcp.lock();
+        tcp.links.retain(|l| l.peer != conn.peer);
+        tcp.links.push(TcpLink {
+            peer: conn.peer,
+            frames,
+            reader: reader.abort_handle(),
+        });
+    }
+
+    /// Hand the core a datagram that arrived on `transport`, and let the driver look at it.
+    fn receive(&self, transport: TransportContext, data: &[u8]) {
+        let message = TaggedBytesMut {
+            now: Instant::now(),
+            transport,
+            message: BytesMut::from(data),
+        };
+        if let Err(e) = self.core.lock().pc.handle_read(message) {
+            tracing::trace!(error = %e, "viewer datagram rejected");
         }
     }
 
@@ -328,17 +441,22 @@ impl DirectViewer {
     }
 }
 
-fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, SfuError> {
+/// Our host candidate on `addr`: UDP, or passive TCP (`network` "tcp").
+fn host_candidate(addr: SocketAddr, network: &str) -> Result<RTCIceCandidateInit, SfuError> {
     let err = |e: &dyn std::fmt::Display| SfuError::WebRtc(format!("host candidate: {e}"));
+    let tcp_type = match network {
+        "tcp" => rtc::ice::tcp_type::TcpType::Passive,
+        _ => rtc::ice::tcp_type::TcpType::Unspecified,
+    };
     let candidate = CandidateHostConfig {
         base_config: CandidateConfig {
-            network: "udp".to_owned(),
+            network: network.to_owned(),
             address: addr.ip().to_string(),
             port: addr.port(),
             component: 1,
             ..Default::default()
         },
-        ..Default::default()
+        tcp_type,
     }
     .new_candidate_host()
     .map_err(|e| err(&e))?;
@@ -374,19 +492,13 @@ async fn drive(conn: Arc<DirectViewer>) {
             (local_addr, received) = std::future::poll_fn(|cx| recv_any(&conn.sockets, cx, &mut buf)) => {
                 match received {
                     Ok((len, peer_addr)) => {
-                        let message = TaggedBytesMut {
-                            now: Instant::now(),
-                            transport: TransportContext {
-                                local_addr,
-                                peer_addr,
-                                ecn: None,
-                                transport_protocol: TransportProtocol::UDP,
-                            },
-                            message: BytesMut::from(&buf[..len]),
+                        let transport = TransportContext {
+                            local_addr,
+                            peer_addr,
+                            ecn: None,
+                            transport_protocol: TransportProtocol::UDP,
                         };
-                        if let Err(e) = conn.core.lock().pc.handle_read(message) {
-                            tracing::trace!(error = %e, "viewer datagram rejected");
-                        }
+                        conn.receive(transport, &buf[..len]);
                     }
                     // ICMP errors surface here (port unreachable after a client left); the
                     // ICE timers decide when the connection is gone.
@@ -394,6 +506,60 @@ async fn drive(conn: Arc<DirectViewer>) {
                 }
             }
         }
+    }
+}
+
+/// Take the connections one listening address of the shared TCP port routes to `viewer`.
+async fn take_connections(viewer: Weak<DirectViewer>, inbox: Arc<TcpInbox>) {
+    loop {
+        let conn = inbox.next().await;
+        let Some(viewer) = viewer.upgrade() else {
+            return;
+        };
+        viewer.attach_tcp(conn);
+    }
+}
+
+/// Read one ICE-TCP connection's frames into the viewer's core until it closes.
+async fn read_tcp(
+    viewer: Weak<DirectViewer>,
+    mut stream: tokio::net::tcp::OwnedReadHalf,
+    local_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    first: Vec<u8>,
+) {
+    use tokio::io::AsyncReadExt;
+    let transport = TransportContext {
+        local_addr,
+        peer_addr,
+        ecn: None,
+        transport_protocol: TransportProtocol::TCP,
+    };
+    let mut decoder = rtc::shared::tcp_framing::TcpFrameDecoder::new();
+    decoder.extend_from_slice(&first);
+    let mut buf = vec![0u8; RECV_BUF_LEN];
+    loop {
+        {
+            let Some(viewer) = viewer.upgrade() else {
+                return;
+            };
+            let mut any = false;
+            while let Some(datagram) = decoder.next_packet() {
+                viewer.receive(transport, &datagram);
+                any = true;
+            }
+            if any {
+                viewer.wake.notify_one();
+            }
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => decoder.extend_from_slice(&buf[..n]),
+        }
+    }
+    // The client closed: forget the link (ICE decides whether the viewer is gone).
+    if let Some(viewer) = viewer.upgrade() {
+        viewer.tcp.lock().links.retain(|l| l.peer != peer_addr);
     }
 }
 

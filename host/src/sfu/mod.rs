@@ -87,8 +87,8 @@ impl Sfu {
         &self.ctx.gate
     }
 
-    /// Bind the single-port mux (`webrtc.udp_port`), if configured.
-    pub fn start_udp_mux(&self) -> Result<(), crate::ice::mux::MuxBindError> {
+    /// Bind the shared ports (`webrtc.udp_port`, `webrtc.tcp_port`), where configured.
+    pub fn start_shared_ports(&self) -> Result<(), peer::SharedPortError> {
         self.ctx.peers.start_mux()
     }
 
@@ -97,6 +97,15 @@ impl Sfu {
         self.ctx
             .peers
             .mux()
+            .map(|m| m.local_addrs())
+            .unwrap_or_default()
+    }
+
+    /// The ICE-TCP listeners' addresses, if bound.
+    pub fn tcp_mux_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.ctx
+            .peers
+            .tcp_mux()
             .map(|m| m.local_addrs())
             .unwrap_or_default()
     }

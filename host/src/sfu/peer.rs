@@ -1,11 +1,13 @@
 //! Building `PeerConnection`s with the deployment's network settings.
 //!
 //! Everything about *how* sockets and ICE are set up lives here, so the rest of the SFU core
-//! deals only in connected peers and tracks. A future single-port UDP mux (a custom
-//! `webrtc::runtime::Runtime` wrapping sockets) slots in here without touching forwarding.
+//! deals only in connected peers and tracks. The shared ports (single-port UDP, ICE-TCP) are
+//! handed to connections here too: see [`PeerFactory::start_mux`].
 
 use crate::config::WebrtcConfig;
-use crate::ice::mux::{MuxBindError, MuxBinding, UdpMux};
+use crate::ice::MuxBinding;
+use crate::ice::mux::{MuxBindError, UdpMux};
+use crate::ice::tcp::{TcpMux, TcpMuxBindError};
 use rtc::interceptor::{SenderReportBuilder, Slot};
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
@@ -101,6 +103,8 @@ pub struct PeerFactory {
     /// Every session's sockets on one port (`webrtc.udp_port`), once [`PeerFactory::start_mux`]
     /// bound it.
     mux: std::sync::OnceLock<Arc<UdpMux>>,
+    /// ICE-TCP on one port (`webrtc.tcp_port`), once [`PeerFactory::start_mux`] bound it.
+    tcp_mux: std::sync::OnceLock<Arc<TcpMux>>,
     /// The DTLS certificate every connection presents (see [`PeerFactory::certificate`]).
     certificate: parking_lot::Mutex<Option<RTCCertificate>>,
 }
@@ -135,6 +139,7 @@ impl PeerFactory {
             public_v4,
             public_v6,
             mux: std::sync::OnceLock::new(),
+            tcp_mux: std::sync::OnceLock::new(),
             next_port: AtomicU32::new(min as u32),
             certificate: parking_lot::Mutex::new(None),
         }
@@ -177,26 +182,39 @@ impl PeerFactory {
         &self.ice_servers
     }
 
-    /// Bind `webrtc.udp_port` on every bind address, when configured (at start-up: a port
-    /// another process holds stops the server).
-    pub fn start_mux(&self) -> Result<(), MuxBindError> {
-        if self.config.udp_port == 0 || self.mux.get().is_some() {
-            return Ok(());
+    /// Bind `webrtc.udp_port` and `webrtc.tcp_port` on every bind address, when configured
+    /// (at start-up: a port another process holds stops the server).
+    pub fn start_mux(&self) -> Result<(), SharedPortError> {
+        let ips = host_ips(&self.config.bind_ips);
+        if self.config.udp_port != 0 && self.mux.get().is_none() {
+            let runtime = super::runtime::ViewerRuntime::shared(self.config.batch_sends);
+            let mux = UdpMux::bind(&ips, self.config.udp_port, &runtime)?;
+            tracing::info!(addrs = ?mux.local_addrs(), "every session on one UDP port");
+            let _ = self.mux.set(mux);
         }
-        let runtime = super::runtime::ViewerRuntime::shared(self.config.batch_sends);
-        let mux = UdpMux::bind(
-            &host_ips(&self.config.bind_ips),
-            self.config.udp_port,
-            &runtime,
-        )?;
-        tracing::info!(addrs = ?mux.local_addrs(), "every session on one UDP port");
-        let _ = self.mux.set(mux);
+        if self.config.tcp_port != 0 && self.tcp_mux.get().is_none() {
+            let mux = TcpMux::bind(&ips, self.config.tcp_port)?;
+            tracing::info!(addrs = ?mux.local_addrs(), "ICE-TCP on one TCP port");
+            let _ = self.tcp_mux.set(mux);
+        }
         Ok(())
     }
 
-    /// The single-port mux, if bound.
+    /// The single-port UDP mux, if bound.
     pub fn mux(&self) -> Option<&Arc<UdpMux>> {
         self.mux.get()
+    }
+
+    /// The ICE-TCP listeners, if bound.
+    pub fn tcp_mux(&self) -> Option<&Arc<TcpMux>> {
+        self.tcp_mux.get()
+    }
+
+    /// A new session's place on the shared ports, when any is bound.
+    fn bind_session(&self) -> Option<MuxBinding> {
+        let udp = self.mux.get().map(|m| m.bind_session());
+        let tcp = self.tcp_mux.get().map(|m| m.bind_session());
+        (udp.is_some() || tcp.is_some()).then_some(MuxBinding { udp, tcp })
     }
 
     /// Build every part of a connection once (codecs, interceptors, settings, the DTLS
@@ -221,7 +239,15 @@ impl PeerFactory {
             .mux
             .get()
             .and_then(|m| m.local_addrs().first().map(|a| a.port()));
-        if self.public_v4.is_none() && self.public_v6.is_none() && mux_port.is_none() {
+        let tcp_port = self
+            .tcp_mux
+            .get()
+            .and_then(|m| m.local_addrs().first().map(|a| a.port()));
+        if self.public_v4.is_none()
+            && self.public_v6.is_none()
+            && mux_port.is_none()
+            && tcp_port.is_none()
+        {
             return sdp.to_owned();
         }
         let (v4, v6) = (self.public_v4.as_ref(), self.public_v6.as_ref());
@@ -235,12 +261,24 @@ impl PeerFactory {
             let mut fields: Vec<&str> = rest.split(' ').collect();
             let is_host = fields.windows(2).any(|w| w == ["typ", "host"]);
             let is_udp = fields.get(2).is_some_and(|t| t.eq_ignore_ascii_case("udp"));
+            let is_passive_tcp = fields.get(2).is_some_and(|t| t.eq_ignore_ascii_case("tcp"))
+                && fields.windows(2).any(|w| w == ["tcptype", "passive"]);
             let public = match fields.get(4).and_then(|a| a.parse::<IpAddr>().ok()) {
                 Some(IpAddr::V4(_)) => v4.cloned(),
                 Some(IpAddr::V6(_)) => v6.cloned(),
                 None => None,
             };
-            let port = mux_port.filter(|_| is_udp).map(|p| p.to_string());
+            // webrtc-rs's driver also lists an active TCP candidate (port 9) per listener; it
+            // never dials out, and clients are the active side, so it is left out.
+            if fields.windows(2).any(|w| w == ["tcptype", "active"]) {
+                continue;
+            }
+            let port = match (is_udp, is_passive_tcp) {
+                (true, _) => mux_port,
+                (_, true) => tcp_port,
+                _ => None,
+            }
+            .map(|p| p.to_string());
             if !is_host || fields.len() < 6 || (public.is_none() && port.is_none()) {
                 out.push_str(line);
                 continue;
@@ -276,19 +314,19 @@ impl PeerFactory {
         dtls: DtlsSide,
         role: PeerRole,
     ) -> Result<(Arc<dyn PeerConnection>, Option<MuxBinding>), PeerError> {
-        if let Some(mux) = self.mux.get() {
-            let binding = mux.bind_session();
+        let binding = self.bind_session();
+        if binding.as_ref().is_some_and(|b| b.udp.is_some()) {
             let pc = self
-                .build_on_port(handler, dtls, role, 0, Some(&binding))
+                .build_on_port(handler, dtls, role, 0, binding.as_ref())
                 .await?;
-            return Ok((pc, Some(binding)));
+            return Ok((pc, binding));
         }
         for port in self.ports_to_try() {
             match self
-                .build_on_port(handler.clone(), dtls, role, port, None)
+                .build_on_port(handler.clone(), dtls, role, port, binding.as_ref())
                 .await
             {
-                Ok(pc) => return Ok((pc, None)),
+                Ok(pc) => return Ok((pc, binding)),
                 Err(PeerError::Build(e)) if port != 0 => {
                     tracing::debug!(port, error = %e, "UDP port unavailable, trying next");
                 }
@@ -308,7 +346,19 @@ impl PeerFactory {
         mux: Option<&MuxBinding>,
     ) -> Result<Arc<dyn PeerConnection>, PeerError> {
         let parts = self.parts(dtls, role)?;
-        let udp_addrs: Vec<SocketAddr> = match mux {
+        let ephemeral = || {
+            host_ips(&self.config.bind_ips)
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect::<Vec<_>>()
+        };
+        // The driver listens on an ephemeral port per address and is handed the session's
+        // connections on the shared one.
+        let tcp_addrs = match mux.and_then(|m| m.tcp.as_ref()) {
+            Some(_) => ephemeral(),
+            None => Vec::new(),
+        };
+        let udp_addrs: Vec<SocketAddr> = match mux.and_then(|m| m.udp.as_ref()) {
             // The driver binds an ephemeral port per address and is handed the shared one.
             Some(_) => host_ips(&self.config.bind_ips)
                 .into_iter()
@@ -346,6 +396,7 @@ impl PeerFactory {
             .with_interceptor_registry(parts.registry)
             .with_handler(handler)
             .with_udp_addrs(udp_addrs)
+            .with_tcp_addrs(tcp_addrs)
             .build()
             .await
             .map_err(|e| PeerError::Build(e.to_string()))?;
@@ -387,9 +438,10 @@ impl PeerFactory {
             .with_interceptor_registry(parts.registry)
             .build(std::time::Instant::now())
             .map_err(|e| PeerError::Build(e.to_string()))?;
-        if let Some(mux) = self.mux.get() {
-            let binding = mux.bind_session();
-            return Ok((pc, binding.sockets(), Some(binding)));
+        let binding = self.bind_session();
+        if let Some(udp) = binding.as_ref().and_then(|b| b.udp.as_ref()) {
+            let sockets = udp.sockets();
+            return Ok((pc, sockets, binding));
         }
         let runtime = super::runtime::ViewerRuntime::shared(self.config.batch_sends);
         let ips = host_ips(&self.config.bind_ips);
@@ -404,7 +456,7 @@ impl PeerFactory {
         // With several addresses all must bind the same port of the range.
         for port in self.ports_to_try() {
             match bind(port) {
-                Ok(sockets) => return Ok((pc, sockets, None)),
+                Ok(sockets) => return Ok((pc, sockets, binding)),
                 Err(e) if port != 0 => {
                     tracing::debug!(port, error = %e, "UDP port unavailable, trying next");
                 }
@@ -481,7 +533,7 @@ impl PeerFactory {
     }
 }
 
-/// A direct viewer's connection, its sockets and, on the single-port mux, its place there.
+/// A direct viewer's connection, its UDP sockets and, on the shared ports, its place there.
 pub type DirectParts = (
     RTCPeerConnection,
     Vec<Arc<dyn AsyncUdpSocket>>,
@@ -494,6 +546,15 @@ struct Parts {
     media: MediaEngine,
     settings: SettingEngine,
     registry: Registry,
+}
+
+/// A shared port could not be bound at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedPortError {
+    #[error(transparent)]
+    Udp(#[from] MuxBindError),
+    #[error(transparent)]
+    Tcp(#[from] TcpMuxBindError),
 }
 
 /// The addresses to bind: configured IPs, with a wildcard expanded to every non-loopback,
@@ -661,5 +722,24 @@ mod tests {
             "non-host candidates untouched"
         );
         assert!(out.ends_with("m=audio\r\n"));
+    }
+
+    #[tokio::test]
+    async fn advertise_points_tcp_candidates_at_the_ice_tcp_port() {
+        let mut config = crate::config::Config::default().webrtc;
+        config.bind_ips = vec!["127.0.0.1".parse().unwrap()];
+        config.tcp_port = 0;
+        let f = PeerFactory::new(config);
+        let mux = TcpMux::bind(&["127.0.0.1".parse().unwrap()], 0).unwrap();
+        let port = mux.local_addrs()[0].port();
+        let _ = f.tcp_mux.set(mux);
+        let sdp = "v=0\r\na=candidate:1 1 tcp 2124414975 127.0.0.1 42671 typ host tcptype passive\r\na=candidate:1 1 tcp 2128609279 127.0.0.1 9 typ host tcptype active\r\na=candidate:2 1 udp 2130706431 127.0.0.1 5000 typ host\r\n";
+        let out = f.advertise(sdp);
+        assert!(
+            out.contains(&format!("127.0.0.1 {port} typ host tcptype passive\r\n")),
+            "{out}"
+        );
+        assert!(out.contains("127.0.0.1 5000 typ host\r\n"), "UDP untouched: {out}");
+        assert!(!out.contains("tcptype active"), "we never dial out: {out}");
     }
 }

@@ -13,11 +13,13 @@
 //! in one GSO send instead of one `sendmsg` each (see [`egress`]). Direct viewers
 //! ([`direct`](super::direct)) get their sockets here too and open the scope themselves.
 //!
-//! [`MuxRuntime`] is the seam for single-port UDP (`ice::mux`): a connection's driver binds
-//! its sockets as usual and gets its session's sockets on the shared port in their place, so
-//! neither the driver nor forwarding needs to know.
+//! [`MuxRuntime`] is the seam for the shared ports (single-port UDP, `ice::mux`; ICE-TCP,
+//! `ice::tcp`): a connection's driver binds its sockets and listeners as usual and gets its
+//! session's sockets and connections on the shared ports in their place, so neither the
+//! driver nor forwarding needs to know.
 
 use super::egress::{self, Batched};
+use crate::ice::tcp::TcpInbox;
 use std::fmt;
 use std::future::Future;
 use std::io::{self, IoSliceMut};
@@ -208,23 +210,35 @@ impl AsyncUdpSocket for SingleDatagramSocket {
     }
 }
 
-/// A connection's runtime on the single-port mux: `inner` for everything, except that each
-/// UDP socket the driver binds (an ephemeral port on a bind address) is exchanged for the
-/// session's socket on the shared port at that address.
+/// A connection's runtime on the shared ports: `inner` for everything, except that each UDP
+/// socket the driver binds (an ephemeral port on a bind address) is exchanged for the
+/// session's socket on the single UDP port at that address, and each TCP listener for the
+/// session's connections on the ICE-TCP port.
 #[derive(Debug)]
 pub struct MuxRuntime {
     inner: Arc<dyn Runtime>,
     sockets: Vec<(std::net::IpAddr, Arc<dyn AsyncUdpSocket>)>,
+    tcp: Vec<Arc<TcpInbox>>,
 }
 
 impl MuxRuntime {
-    pub fn new(inner: Arc<dyn Runtime>, binding: &crate::ice::mux::MuxBinding) -> Arc<Self> {
+    pub fn new(inner: Arc<dyn Runtime>, binding: &crate::ice::MuxBinding) -> Arc<Self> {
         let sockets = binding
-            .sockets()
-            .into_iter()
+            .udp
+            .iter()
+            .flat_map(|b| b.sockets())
             .filter_map(|s| Some((s.local_addr().ok()?.ip(), s)))
             .collect();
-        Arc::new(MuxRuntime { inner, sockets })
+        let tcp = binding
+            .tcp
+            .iter()
+            .flat_map(|b| b.inboxes().iter().cloned())
+            .collect();
+        Arc::new(MuxRuntime {
+            inner,
+            sockets,
+            tcp,
+        })
     }
 }
 
@@ -296,7 +310,17 @@ impl Runtime for MuxRuntime {
         &self,
         listener: std::net::TcpListener,
     ) -> io::Result<Arc<dyn AsyncTcpListener>> {
-        self.inner.wrap_tcp_listener(listener)
+        // As with UDP: the driver names its passive candidate after the listener it bound,
+        // `PeerFactory::advertise` tells clients the shared port.
+        let named = listener.local_addr()?;
+        let Some(inbox) = self.tcp.iter().find(|i| i.local_addr().ip() == named.ip()) else {
+            return self.inner.wrap_tcp_listener(listener);
+        };
+        drop(listener);
+        Ok(Arc::new(SharedTcpListener {
+            inbox: inbox.clone(),
+            named,
+        }))
     }
 
     fn connect_tcp<'a>(
@@ -334,7 +358,109 @@ impl Runtime for MuxRuntime {
     }
 
     fn name(&self) -> &'static str {
-        "single-port mux"
+        "shared ports"
+    }
+}
+
+/// A session's connections on the ICE-TCP port, as the listener its driver bound.
+#[derive(Debug)]
+struct SharedTcpListener {
+    inbox: Arc<TcpInbox>,
+    named: SocketAddr,
+}
+
+impl AsyncTcpListener for SharedTcpListener {
+    fn accept<'a>(
+        &'a self,
+    ) -> Pin<Box<dyn Future<Output = io::Result<(Arc<dyn AsyncTcpStream>, SocketAddr)>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let conn = self.inbox.next().await;
+            let peer = conn.peer;
+            let (read_half, write_half) = conn.stream.into_split();
+            let stream = HandedOver {
+                named: self.named,
+                peer,
+                first: parking_lot::Mutex::new(conn.first),
+                read_half,
+                write_half,
+            };
+            Ok((Arc::new(stream) as Arc<dyn AsyncTcpStream>, peer))
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.named)
+    }
+}
+
+/// A connection from the ICE-TCP port: first the bytes the mux read to route it, then the
+/// stream. Named after the driver's own listener, so ICE matches it to its candidate.
+#[derive(Debug)]
+struct HandedOver {
+    named: SocketAddr,
+    peer: SocketAddr,
+    first: parking_lot::Mutex<Vec<u8>>,
+    read_half: tokio::net::tcp::OwnedReadHalf,
+    write_half: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl AsyncTcpStream for HandedOver {
+    fn read<'a, 'b>(
+        &'a self,
+        buf: &'b mut [u8],
+    ) -> Pin<Box<dyn Future<Output = io::Result<usize>> + Send + 'b>>
+    where
+        'a: 'b,
+    {
+        Box::pin(async move {
+            {
+                let mut first = self.first.lock();
+                if !first.is_empty() {
+                    let n = first.len().min(buf.len());
+                    buf[..n].copy_from_slice(&first[..n]);
+                    first.drain(..n);
+                    return Ok(n);
+                }
+            }
+            loop {
+                self.read_half.readable().await?;
+                match self.read_half.try_read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    read => return read,
+                }
+            }
+        })
+    }
+
+    fn write_all<'a, 'b>(
+        &'a self,
+        buf: &'b [u8],
+    ) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'b>>
+    where
+        'a: 'b,
+    {
+        Box::pin(async move {
+            let mut rest = buf;
+            while !rest.is_empty() {
+                self.write_half.writable().await?;
+                match self.write_half.try_write(rest) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => rest = &rest[n..],
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.named)
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.peer)
     }
 }
 

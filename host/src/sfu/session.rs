@@ -8,7 +8,7 @@ use super::direct::DirectViewer;
 use super::room::Room;
 use super::state::PeerStates;
 use crate::auth::{Action, AdmitRequest, Identity};
-use crate::ice::mux::MuxBinding;
+use crate::ice::MuxBinding;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Instant;

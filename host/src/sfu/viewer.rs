@@ -19,7 +19,7 @@ use super::session::{Created, Peer, Session};
 use super::state::{PeerStates, StateHandler};
 use super::supervise;
 use crate::auth::{Action, AdmitRequest, Identity};
-use crate::ice::mux::MuxBinding;
+use crate::ice::MuxBinding;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::sync::Arc;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -138,9 +138,15 @@ fn set_up_direct(
         RTCSessionDescription::offer(offer).map_err(|e| SfuError::BadOffer(e.to_string()))?;
     let (pc, sockets, mux) = ctx.peers.build_direct(DtlsSide::from_offer(&offer.sdp))?;
     let video = room.video.clone();
+    let tcp_inboxes = mux
+        .as_ref()
+        .and_then(|m| m.tcp.as_ref())
+        .map(|t| t.inboxes().to_vec())
+        .unwrap_or_default();
     let conn = DirectViewer::start(
         pc,
         sockets,
+        tcp_inboxes,
         states.clone(),
         ctx.peers.config().batch_sends,
         // Called when the viewer sends a PLI/FIR (per RTCP packet, not per media packet).

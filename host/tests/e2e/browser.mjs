@@ -15,7 +15,9 @@
 // short of bandwidth would), waits for the viewer to decode a smaller layer without a stall,
 // turns it back on and waits for the viewer to return to the top layer.
 //
-// Environment: CHROMIUM_BIN (default /usr/bin/chromium).
+// Environment: CHROMIUM_BIN (default /usr/bin/chromium); CHROMIUM_EXTRA_FLAGS, space-separated
+// flags added to CHROMIUM_FLAGS (e.g. --unsafely-treat-insecure-origin-as-secure=<origin> when
+// the server is not on localhost, so the camera may be used over plain HTTP).
 // Prints one JSON object on stdout (the result, also on failure); progress goes to stderr.
 // Exit status: 0 if media flowed end to end, 1 otherwise, 2 on bad usage.
 
@@ -81,9 +83,10 @@ class StepError extends Error {}
 /** Frames the viewer must decode after its first one, proving a continuous stream. */
 const SUSTAINED_FRAMES = 15;
 
-/** Starts Chromium with exactly CHROMIUM_FLAGS and returns its DevTools WebSocket URL. */
+/** Starts Chromium with CHROMIUM_FLAGS (and CHROMIUM_EXTRA_FLAGS) and returns its DevTools WebSocket URL. */
 function launchChromium(bin, profile) {
-  const args = [...CHROMIUM_FLAGS, `--user-data-dir=${profile}`, '--remote-debugging-port=0', 'about:blank'];
+  const extra = (process.env.CHROMIUM_EXTRA_FLAGS || '').split(' ').filter(Boolean);
+  const args = [...CHROMIUM_FLAGS, ...extra, `--user-data-dir=${profile}`, '--remote-debugging-port=0', 'about:blank'];
   const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const stderrTail = [];
   const endpoint = new Promise((resolve, reject) => {

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod chain;
+pub mod netns;
 pub mod servers;
 pub mod tls;
 pub mod webhooks;
