@@ -168,7 +168,7 @@ async fn ice_tcp_and_single_port_udp_together() {
 async fn server_for(ns: &support::netns::NetNs) -> (Server, String) {
     let tcp_port = support::servers::free_port();
     let toml = format!(
-        "[http]\nbind = \"{ip}:0\"\n[limits]\nrequests_per_sec_per_ip = 1000\nrequest_burst_per_ip = 1000\nmax_sessions_per_ip = 1000\n[webrtc]\nbind_ips = [\"{ip}\"]\ntcp_port = {tcp_port}\nconnect_timeout_secs = 20\n",
+        "[http]\nbind = \"{ip}:0\"\n[auth]\nallow_unauthenticated_public = true\n[limits]\nrequests_per_sec_per_ip = 1000\nrequest_burst_per_ip = 1000\nmax_sessions_per_ip = 1000\n[webrtc]\nbind_ips = [\"{ip}\"]\ntcp_port = {tcp_port}\nconnect_timeout_secs = 20\n",
         ip = ns.host_ip
     );
     let server = Server::start(Config::from_toml_str(&toml).unwrap())
@@ -262,6 +262,16 @@ async fn chromium_without_udp_publishes_and_plays_over_ice_tcp() {
     );
     let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON result");
     assert_eq!(result["ok"], true, "{result}");
+    // Both pages' selected pairs end at the shared TCP port.
+    let tcp = server.sfu().tcp_mux_addrs()[0];
+    for page in ["publish", "play"] {
+        let remote = &result[page]["stats"]["candidatePair"]["remote"];
+        assert_eq!(
+            remote.as_str(),
+            Some(format!("host tcp {tcp}").as_str()),
+            "{page}: {result}"
+        );
+    }
     assert!(ns.udp_dropped() > 0, "Chromium tried UDP and it was dropped");
     server.shutdown().await;
 }

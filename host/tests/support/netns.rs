@@ -46,6 +46,7 @@ impl NetNs {
             name,
         };
         let (host_if, ns_if) = (format!("sbh{}", pid % 100000), format!("sbn{}", pid % 100000));
+        let host_ip = ns.host_ip.to_string();
         let host_cidr = format!("{}/30", ns.host_ip);
         let ns_cidr = format!("{}/30", ns.ns_ip);
         let _ = run(&["ip", "netns", "del", &ns.name]);
@@ -58,6 +59,8 @@ impl NetNs {
             vec!["ip", "-n", &ns.name, "addr", "add", &ns_cidr, "dev", &ns_if],
             vec!["ip", "-n", &ns.name, "link", "set", &ns_if, "up"],
             vec!["ip", "-n", &ns.name, "link", "set", "lo", "up"],
+            // Like any client network: a default route (clients join multicast groups on it).
+            vec!["ip", "-n", &ns.name, "route", "add", "default", "via", &host_ip],
         ];
         for step in steps {
             run(&step).unwrap_or_else(|e| {
