@@ -1,7 +1,8 @@
-//! Servers the deployment-networking tests start on loopback (`host/tests/turn.rs`,
-//! `host/tests/reverse_proxies.rs`): coturn, nginx and Caddy, from their Debian packages.
-//! The tests run each with a config of their own and stop it; the packages' services are
-//! not started.
+//! Servers and tools the deployment-networking tests use (`host/tests/turn.rs`,
+//! `host/tests/reverse_proxies.rs`, `host/tests/ice_tcp.rs`): coturn, nginx and Caddy on
+//! loopback, and iproute2 + nftables for the network namespace that blocks UDP, from their
+//! Debian packages. The tests run each server with a config of their own and stop it; the
+//! packages' services are not started.
 
 use crate::system::apt_install;
 use anyhow::Result;
@@ -23,6 +24,16 @@ const SERVERS: &[(&str, &str, &str)] = &[
         "caddy",
         "caddy",
         "Caddy is needed by the reverse-proxy test",
+    ),
+    (
+        "ip",
+        "iproute2",
+        "iproute2 is needed by the ICE-TCP test (a network namespace for the client)",
+    ),
+    (
+        "nft",
+        "nftables",
+        "nftables is needed by the ICE-TCP test (it blocks UDP for the client)",
     ),
 ];
 

@@ -3,6 +3,7 @@
 //! Deleted, with its link and rules, when dropped.
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::process::{Command, Stdio};
 
 pub struct NetNs {
@@ -31,11 +32,13 @@ fn run(args: &[&str]) -> Result<(), String> {
 
 impl NetNs {
     /// A namespace named after `tag` and this process, linked to ours over a /30 of
-    /// 10.201.0.0/16 chosen from the process id.
+    /// 10.201.0.0/16 chosen from the process id and a count of the process's namespaces.
     pub fn create(tag: &str) -> NetNs {
+        static CREATED: AtomicU32 = AtomicU32::new(0);
+        let n = CREATED.fetch_add(1, Ordering::Relaxed) % 8;
         let pid = std::process::id();
         let name = format!("sb-{tag}-{pid}");
-        let net = (pid % 16000) * 4;
+        let net = ((pid % 2000) * 8 + n) * 4;
         let octets = |last: u32| {
             let n = net + last;
             Ipv4Addr::new(10, 201, (n >> 8) as u8, n as u8)
@@ -45,7 +48,10 @@ impl NetNs {
             ns_ip: octets(2),
             name,
         };
-        let (host_if, ns_if) = (format!("sbh{}", pid % 100000), format!("sbn{}", pid % 100000));
+        let (host_if, ns_if) = (
+            format!("sbh{}-{n}", pid % 1000000),
+            format!("sbn{}-{n}", pid % 1000000),
+        );
         let host_ip = ns.host_ip.to_string();
         let host_cidr = format!("{}/30", ns.host_ip);
         let ns_cidr = format!("{}/30", ns.ns_ip);
