@@ -57,6 +57,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 const RECV_BUF_LEN: usize = 2000;
 /// Framed datagrams an ICE-TCP link holds for its writer (about a second of 2 Mbit/s video).
 const TCP_QUEUE: usize = 256;
+/// Longest an ICE-TCP write may wait for a client that stopped reading before the link's
+/// writer gives up (the connection is then left to ICE's timers).
+const TCP_WRITE_STALL: Duration = Duration::from_secs(5);
 
 /// Datagrams the direct viewers could not hand to the kernel (socket buffer full).
 static SEND_DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -358,10 +361,12 @@ impl DirectViewer {
     fn attach_tcp(self: &Arc<Self>, conn: TcpConnection) {
         let (read_half, mut write_half) = conn.stream.into_split();
         let (frames, mut queued) = tokio::sync::mpsc::channel::<Vec<u8>>(TCP_QUEUE);
+        // A client that stops reading stalls only its writer, and only for TCP_WRITE_STALL.
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
             while let Some(frame) = queued.recv().await {
-                if write_half.write_all(&frame).await.is_err() {
+                let write = tokio::time::timeout(TCP_WRITE_STALL, write_half.write_all(&frame));
+                if !matches!(write.await, Ok(Ok(()))) {
                     return;
                 }
             }
