@@ -47,3 +47,21 @@ pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
     }
     cond()
 }
+
+/// A STUN Binding request with no attribute but USERNAME (RFC 8489 §5, §14.3): what an ICE
+/// check looks like to a port that routes by username fragment, without the integrity.
+pub fn stun_request(username: &str) -> Vec<u8> {
+    // Binding request, no attributes but USERNAME (RFC 8489 §5, §14.3).
+    let mut m = vec![0x00, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42];
+    m.extend_from_slice(&[7u8; 12]);
+    let value = username.as_bytes();
+    m.extend_from_slice(&0x0006u16.to_be_bytes());
+    m.extend_from_slice(&(value.len() as u16).to_be_bytes());
+    m.extend_from_slice(value);
+    while m.len() % 4 != 0 {
+        m.push(0);
+    }
+    let len = (m.len() - 20) as u16;
+    m[2..4].copy_from_slice(&len.to_be_bytes());
+    m
+}
