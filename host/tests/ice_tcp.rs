@@ -53,7 +53,10 @@ async fn tcp_clients_publish_and_play(viewers: usize, extra: &str) {
             .unwrap()]
     );
     let publisher = Arc::new(Publisher::connect(&base, "tcp", &tcp_only()).await.unwrap());
-    publisher.wait_connected(T).await.expect("publisher connected over TCP");
+    publisher
+        .wait_connected(T)
+        .await
+        .expect("publisher connected over TCP");
     let answer = publisher.pc.remote_description().await.unwrap().sdp;
     assert!(
         candidates(&answer).contains(&("tcp".into(), port, "passive".into())),
@@ -89,7 +92,9 @@ async fn tcp_clients_publish_and_play(viewers: usize, extra: &str) {
     // (the silent one at the handshake timeout, not waited for here) and nobody notices.
     let (unrouted, ..) = switchboard::ice::tcp::counters();
     for first in [b"\x00\x05hello".to_vec(), framed(&stun_request("nosuch:x"))] {
-        let mut stranger = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut stranger = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         stranger.write_all(&first).await.unwrap();
         let mut buf = [0u8; 8];
         let n = tokio::time::timeout(T, stranger.read(&mut buf))
@@ -98,7 +103,9 @@ async fn tcp_clients_publish_and_play(viewers: usize, extra: &str) {
             .unwrap_or(0);
         assert_eq!(n, 0);
     }
-    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     assert!(switchboard::ice::tcp::counters().0 >= unrouted + 2);
     let before: Vec<u64> = all
         .iter()
@@ -170,7 +177,16 @@ async fn load_tool_clients_without_udp_connect_over_ice_tcp() {
     let json = tempfile::NamedTempFile::new().unwrap();
     let run = ns
         .command(env!("CARGO_BIN_EXE_switchboard-load"))
-        .args(["--url", &base, "--viewers", "3", "--duration", "3", "--warmup", "1"])
+        .args([
+            "--url",
+            &base,
+            "--viewers",
+            "3",
+            "--duration",
+            "3",
+            "--warmup",
+            "1",
+        ])
         .args(["--client-ip", &ns.ns_ip.to_string(), "--transports", "both"])
         .args(["--join-timeout", "20", "--no-pin", "--quiet", "--json"])
         .arg(json.path())
@@ -194,7 +210,10 @@ async fn load_tool_clients_without_udp_connect_over_ice_tcp() {
     assert_eq!(report["joins"]["failed"], 0, "{report}");
     let delivery = report["throughput"]["delivery_ratio"].as_f64().unwrap();
     assert!(delivery > 0.9, "delivery ratio {delivery}: {report}");
-    assert!(ns.udp_dropped() > 0, "the clients tried UDP and it was dropped");
+    assert!(
+        ns.udp_dropped() > 0,
+        "the clients tried UDP and it was dropped"
+    );
     server.shutdown().await;
 }
 
@@ -256,7 +275,10 @@ async fn chromium_without_udp_publishes_and_plays_over_ice_tcp() {
             "{page}: {result}"
         );
     }
-    assert!(ns.udp_dropped() > 0, "Chromium tried UDP and it was dropped");
+    assert!(
+        ns.udp_dropped() > 0,
+        "Chromium tried UDP and it was dropped"
+    );
     server.shutdown().await;
 }
 

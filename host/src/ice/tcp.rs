@@ -173,7 +173,11 @@ impl TcpMux {
 }
 
 /// Accept on one listener until the mux is gone.
-async fn accept(shared: std::sync::Weak<Shared>, listener: TcpListener, handshakes: Arc<Semaphore>) {
+async fn accept(
+    shared: std::sync::Weak<Shared>,
+    listener: TcpListener,
+    handshakes: Arc<Semaphore>,
+) {
     loop {
         let accepted = listener.accept().await;
         let Some(s) = shared.upgrade() else {
@@ -356,6 +360,9 @@ mod tests {
             .err()
             .expect("the port is taken")
             .to_string();
-        assert!(err.starts_with("webrtc.tcp_port: cannot bind 127.0.0.1:"), "{err}");
+        assert!(
+            err.starts_with("webrtc.tcp_port: cannot bind 127.0.0.1:"),
+            "{err}"
+        );
     }
 }

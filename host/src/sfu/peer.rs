@@ -739,7 +739,10 @@ mod tests {
             out.contains(&format!("127.0.0.1 {port} typ host tcptype passive\r\n")),
             "{out}"
         );
-        assert!(out.contains("127.0.0.1 5000 typ host\r\n"), "UDP untouched: {out}");
+        assert!(
+            out.contains("127.0.0.1 5000 typ host\r\n"),
+            "UDP untouched: {out}"
+        );
         assert!(!out.contains("tcptype active"), "we never dial out: {out}");
     }
 }

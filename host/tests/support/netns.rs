@@ -3,8 +3,8 @@
 //! Deleted, with its link and rules, when dropped.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 pub struct NetNs {
     pub name: String,
@@ -58,7 +58,9 @@ impl NetNs {
         let _ = run(&["ip", "netns", "del", &ns.name]);
         let steps: Vec<Vec<&str>> = vec![
             vec!["ip", "netns", "add", &ns.name],
-            vec!["ip", "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if],
+            vec![
+                "ip", "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+            ],
             vec!["ip", "link", "set", &ns_if, "netns", &ns.name],
             vec!["ip", "addr", "add", &host_cidr, "dev", &host_if],
             vec!["ip", "link", "set", &host_if, "up"],
@@ -66,7 +68,9 @@ impl NetNs {
             vec!["ip", "-n", &ns.name, "link", "set", &ns_if, "up"],
             vec!["ip", "-n", &ns.name, "link", "set", "lo", "up"],
             // Like any client network: a default route (clients join multicast groups on it).
-            vec!["ip", "-n", &ns.name, "route", "add", "default", "via", &host_ip],
+            vec![
+                "ip", "-n", &ns.name, "route", "add", "default", "via", &host_ip,
+            ],
         ];
         for step in steps {
             run(&step).unwrap_or_else(|e| {
@@ -82,7 +86,9 @@ impl NetNs {
             let mut args = vec!["ip", "netns", "exec", &self.name, "nft"];
             args.extend_from_slice(rest);
             run(&args).unwrap_or_else(|e| {
-                panic!("nftables in the test namespace (install `nftables`: cargo xtask setup): {e}")
+                panic!(
+                    "nftables in the test namespace (install `nftables`: cargo xtask setup): {e}"
+                )
             });
         };
         nft(&["add", "table", "inet", "udpblock"]);
@@ -107,7 +113,9 @@ impl NetNs {
     /// UDP packets the namespace's rules dropped so far.
     pub fn udp_dropped(&self) -> u64 {
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "list", "table", "inet", "udpblock"])
+            .args([
+                "netns", "exec", &self.name, "nft", "list", "table", "inet", "udpblock",
+            ])
             .output()
             .expect("nft list");
         String::from_utf8_lossy(&out.stdout)
