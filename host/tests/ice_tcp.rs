@@ -222,49 +222,12 @@ async fn chromium_without_udp_publishes_and_plays_over_ice_tcp() {
     let ns = support::netns::NetNs::create("icetcpb");
     ns.block_udp();
     let (server, base) = server_for(&ns).await;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
-    assert!(
-        dir.join("node_modules").is_dir(),
-        "run `npm ci` in host/tests/e2e (the test command does)"
+    let mut node = ns.command("node");
+    node.env(
+        "CHROMIUM_EXTRA_FLAGS",
+        format!("--unsafely-treat-insecure-origin-as-secure={base}"),
     );
-    let chromium = std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let mut child = ns
-        .command("node")
-        .args(["browser.mjs", &base, "--timeout-ms", "60000"])
-        .current_dir(&dir)
-        .env("CHROMIUM_BIN", chromium)
-        .env(
-            "CHROMIUM_EXTRA_FLAGS",
-            format!("--unsafely-treat-insecure-origin-as-secure={base}"),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs");
-    let pgid = child.id().unwrap();
-    let _group = KillGroup(pgid);
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let status = tokio::time::timeout(Duration::from_secs(90), async {
-        let (_, _, status) = tokio::join!(
-            out.read_to_string(&mut stdout),
-            err.read_to_string(&mut stderr),
-            child.wait()
-        );
-        status
-    })
-    .await
-    .expect("the browser script finishes")
-    .unwrap();
-    assert!(
-        status.success(),
-        "Chromium did not get media through ICE-TCP:\n{stdout}\n{stderr}"
-    );
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON result");
-    assert_eq!(result["ok"], true, "{result}");
+    let result = support::browser::run(node, &[&base, "--timeout-ms", "60000"]).await;
     // Both pages' selected pairs end at the shared TCP port.
     let tcp = server.sfu().tcp_mux_addrs()[0];
     for page in ["publish", "play"] {
@@ -280,16 +243,4 @@ async fn chromium_without_udp_publishes_and_plays_over_ice_tcp() {
         "Chromium tried UDP and it was dropped"
     );
     server.shutdown().await;
-}
-
-/// Kills a process group (the browser script, Chromium and its helpers) when dropped.
-struct KillGroup(u32);
-
-impl Drop for KillGroup {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{}", self.0)])
-            .stderr(Stdio::null())
-            .status();
-    }
 }

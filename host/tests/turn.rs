@@ -1,6 +1,7 @@
 //! TURN REST credentials against a real coturn (`use-auth-secret`): clients that may only
 //! relay publish and play with the credentials the server minted for their identity; coturn
 //! refuses expired ones. coturn also answers the STUN query of public-address discovery.
+//! Chromium on the embedded pages with `relay=1` publishes and plays through it too.
 
 mod common;
 mod support;
@@ -169,5 +170,34 @@ async fn coturn_refuses_expired_credentials_and_answers_stun() {
         .await
         .expect("fresh credential relays");
     publisher.pc.close().await.ok();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_with_relay_1_publish_and_play_through_coturn_in_chromium() {
+    let turn = support::servers::coturn(TURN_SECRET).await;
+    let (server, base) = start(&config(turn.port)).await;
+    let result = support::browser::run(
+        tokio::process::Command::new("node"),
+        &[&base, "--token", TOKEN, "--relay", "--timeout-ms", "60000"],
+    )
+    .await;
+    // Both pages' selected pairs start at a relay candidate of this coturn.
+    for page in ["publish", "play"] {
+        let local = result[page]["stats"]["candidatePair"]["local"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            local.starts_with("relay udp 127.0.0.1:"),
+            "{page}: {result}"
+        );
+    }
+    let log = turn.log();
+    assert!(
+        log.contains(":token:any>"),
+        "coturn saw minted usernames; log:\n{log}"
+    );
+    assert!(log.contains("ALLOCATE processed, success"), "{log}");
     server.shutdown().await;
 }

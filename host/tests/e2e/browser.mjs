@@ -8,7 +8,10 @@
 // Chromium is started with a fixed set of flags (CHROMIUM_FLAGS), a fresh profile and a DevTools
 // port; Playwright attaches over CDP. Chromium and the profile are removed on every exit path.
 //
-//   node browser.mjs <base-url> [--room NAME] [--token TOKEN] [--timeout-ms N] [--simulcast]
+//   node browser.mjs <base-url> [--room NAME] [--token TOKEN] [--timeout-ms N] [--simulcast] [--relay]
+//
+// With --relay both pages are opened with `relay=1`: they gather TURN relay candidates only,
+// through the ICE servers (and minted credentials) the endpoint hands out.
 //
 // With --simulcast the publish page sends three simulcast layers (`simulcast=1`) and, once the
 // viewer decodes the top layer, the test turns that layer off on the publisher (as an encoder
@@ -42,12 +45,12 @@ const CHROMIUM_FLAGS = [
 ];
 
 function usage(message) {
-  process.stderr.write(`${message}\nusage: node browser.mjs <base-url> [--room NAME] [--token TOKEN] [--timeout-ms N]\n`);
+  process.stderr.write(`${message}\nusage: node browser.mjs <base-url> [--room NAME] [--token TOKEN] [--timeout-ms N] [--simulcast] [--relay]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const opts = { base: null, room: `e2e-${randomBytes(4).toString('hex')}`, token: '', timeoutMs: 45000, simulcast: false };
+  const opts = { base: null, room: `e2e-${randomBytes(4).toString('hex')}`, token: '', timeoutMs: 45000, simulcast: false, relay: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -58,6 +61,7 @@ function parseArgs(argv) {
     else if (arg === '--token') opts.token = value();
     else if (arg === '--timeout-ms') opts.timeoutMs = Number(value());
     else if (arg === '--simulcast') opts.simulcast = true;
+    else if (arg === '--relay') opts.relay = true;
     else if (arg.startsWith('--')) usage(`unknown option ${arg}`);
     else if (opts.base === null) opts.base = arg;
     else usage(`unexpected argument ${arg}`);
@@ -212,6 +216,7 @@ async function openPage(context, kind, diagnostics, { room = opts.room, label = 
   if (trickle) query.set('trickle', '1');
   if (kind === 'publish' && opts.simulcast) query.set('simulcast', '1');
   if (opts.token) query.set('token', opts.token);
+  if (opts.relay) query.set('relay', '1');
   const url = `${opts.base}/${kind}?${query}`;
   log(`open ${url.replace(/token=[^&]+/, 'token=***')}`);
   const res = await page.goto(url, { timeout: remaining(), waitUntil: 'domcontentloaded' });

@@ -6,6 +6,7 @@
 //! nginx, Caddy), `tls.rs`, `webhooks.rs`.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod browser;
 pub mod chain;
 pub mod netns;
 pub mod servers;
