@@ -12,6 +12,7 @@
 //! - [`config`]: `config.toml` + environment, validated at start-up.
 //! - [`plugins`]: the WebAssembly plugin runtime that implements [`auth::Gatekeeper`].
 //! - [`events`]: room, session and plugin events for webhooks, players and logs.
+//! - [`recording`]: rooms written to files (frames, IVF, Ogg, WebM writers so far).
 //! - [`store`]: the one durable file (webhook outbox; the recording upload queue next).
 //! - [`logging`]: the binary's log output (library log lines rate-limited).
 //! - [`server`]: wiring it all together and shutting down cleanly.
@@ -30,6 +31,7 @@ pub mod loadgen;
 pub mod logging;
 pub mod metrics;
 pub mod plugins;
+pub mod recording;
 pub mod server;
 pub mod sfu;
 pub mod signalling;
