@@ -58,6 +58,11 @@ impl<W: Write> IvfWriter<W> {
         Ok(())
     }
 
+    /// Push what was written to the output (a file: the kernel).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     pub fn frames(&self) -> u64 {
         self.frames
     }

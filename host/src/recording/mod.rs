@@ -6,13 +6,17 @@
 //!   waits for the next keyframe, sequence and timestamp wrap);
 //! - [`ivf`]: VP8/VP9/AV1 to IVF, one file per video track;
 //! - [`ogg`]: Opus to Ogg, one file per audio track;
-//! - [`webm`]: video and audio together in one WebM file per segment (the default).
+//! - [`webm`]: video and audio together in one WebM file per segment (the default);
+//! - [`segment`]: one recording's segments: both tracks on one timeline, cut at the first
+//!   keyframe after the segment length, each segment's files from a [`segment::FileMaker`].
 //!
 //! Still to come (issue: recording decided by a recorder plugin): the recorder hook and
-//! plugin, the sink that drives these writers from a tap with segment rotation, and the
-//! upload queue to S3-compatible storage.
+//! plugin, the task that feeds a segmenter from a room's tap and finalises it on stop,
+//! publisher disconnect, replacement and shutdown, and the upload queue to S3-compatible
+//! storage.
 
 pub mod frames;
 pub mod ivf;
 pub mod ogg;
+pub mod segment;
 pub mod webm;

@@ -62,6 +62,12 @@ impl<W: Write> OggOpusWriter<W> {
         Ok(())
     }
 
+    /// Push what was written to the output (a file: the kernel). The held-back packet
+    /// stays held: a crash loses at most that one.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.pages.inner_mut().flush()
+    }
+
     pub fn packets(&self) -> u64 {
         self.packets
     }

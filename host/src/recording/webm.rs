@@ -212,6 +212,11 @@ impl<W: Write> WebmWriter<W> {
         Ok(())
     }
 
+    /// Push what was written to the output (a file: the kernel).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     pub fn blocks(&self) -> u64 {
         self.blocks
     }
