@@ -8,15 +8,18 @@
 //! - [`ogg`]: Opus to Ogg, one file per audio track;
 //! - [`webm`]: video and audio together in one WebM file per segment (the default);
 //! - [`segment`]: one recording's segments: both tracks on one timeline, cut at the first
-//!   keyframe after the segment length, each segment's files from a [`segment::FileMaker`].
+//!   keyframe after the segment length, each segment's files from a [`segment::FileMaker`];
+//! - [`sink`]: a recording running — a room's tap drained into a segmenter on a thread of
+//!   its own, ended by its owner, its maximum duration or a failed write.
 //!
 //! Still to come (issue: recording decided by a recorder plugin): the recorder hook and
-//! plugin, the task that feeds a segmenter from a room's tap and finalises it on stop,
-//! publisher disconnect, replacement and shutdown, and the upload queue to S3-compatible
+//! plugin, starting and stopping recordings with publish sessions (stop, disconnect,
+//! replacement, shutdown), events, the admin API, and the upload queue to S3-compatible
 //! storage.
 
 pub mod frames;
 pub mod ivf;
 pub mod ogg;
 pub mod segment;
+pub mod sink;
 pub mod webm;

@@ -17,6 +17,10 @@ use super::webm::{Track, WebmTracks, WebmWriter, vp8_dimensions};
 use std::io::{self, Write};
 use std::time::Duration;
 
+/// A keyframe this close to the segment length counts as reaching it: publishers' timestamps
+/// jitter, and a keyframe every N seconds must cut N-second segments at every one.
+pub const SEGMENT_SLACK: Duration = Duration::from_millis(50);
+
 /// Where a segment's files go: `name` is the file name (e.g. `seg-00001.webm`).
 pub trait FileMaker {
     type File: Write;
@@ -126,7 +130,7 @@ impl<M: FileMaker> Segmenter<M> {
             let due = self
                 .open
                 .as_ref()
-                .is_none_or(|o| t.saturating_sub(o.start) >= self.segment_length);
+                .is_none_or(|o| t.saturating_sub(o.start) + SEGMENT_SLACK >= self.segment_length);
             if due {
                 self.rotate(t, Some(frame))?;
             }
