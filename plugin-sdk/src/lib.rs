@@ -2,7 +2,8 @@
 //!
 //! A plugin is a WebAssembly component the server loads from `config.toml`. It decides who may
 //! publish or play in a room (the `auth` hook), what a room allows (the `room-policy` hook) and
-//! which events reach which webhook endpoint, in which shape (the `webhook` hook).
+//! which events reach which webhook endpoint, in which shape (the `webhook` hook), and what
+//! gets recorded of each publish session (the `recorder` hook).
 //! Implement [`Plugin`] — every method except [`Plugin::new`] has a default — and register the
 //! type once with [`register!`]:
 //!
@@ -70,10 +71,15 @@ pub mod bindings {
     });
 }
 
+pub use bindings::exports::switchboard::plugin::recorder::{
+    Container, PublishSession, RecordingPlan, Track, TrackKind,
+};
 pub use bindings::exports::switchboard::plugin::webhook_router::{
     Decision as WebhookDecision, Delivery, WebhookEvent,
 };
-use bindings::exports::switchboard::plugin::{authenticator, lifecycle, policy, webhook_router};
+use bindings::exports::switchboard::plugin::{
+    authenticator, lifecycle, policy, recorder, webhook_router,
+};
 pub use bindings::switchboard::plugin::types::{
     Action, AuthRequest, Deny, DenyKind, Identity, RoomCounts,
 };
@@ -116,6 +122,19 @@ pub trait Plugin: Sized + 'static {
     fn route_webhook(&self, event: &WebhookEvent) -> WebhookDecision {
         let _ = event;
         WebhookDecision::as_is()
+    }
+
+    /// The `recorder` hook: whether and how to record a publish session that just started
+    /// (its room, its publisher's identity with the attributes their auth plugin attached,
+    /// its tracks). The default records nothing. A panic or a timeout records nothing.
+    fn recording_plan(&self, session: &PublishSession) -> Option<RecordingPlan> {
+        let _ = session;
+        None
+    }
+
+    /// The `recorder` hook: the publish session `session` in `room` ended.
+    fn publish_ended(&self, room: &str, session: &str) {
+        let _ = (room, session);
     }
 }
 
@@ -525,6 +544,23 @@ pub mod __private {
                 Some(plugin) => plugin.route_webhook(&event),
                 // Never called before configure; deliver rather than lose the event.
                 None => WebhookDecision::as_is(),
+            })
+        }
+    }
+
+    impl<P: Registered> recorder::Guest for Exports<P> {
+        fn publish_started(session: PublishSession) -> Option<RecordingPlan> {
+            P::with_slot(|slot| match &*slot.borrow() {
+                Some(plugin) => plugin.recording_plan(&session),
+                None => None,
+            })
+        }
+
+        fn publish_ended(room: String, session: String) {
+            P::with_slot(|slot| {
+                if let Some(plugin) = &*slot.borrow() {
+                    plugin.publish_ended(&room, &session);
+                }
             })
         }
     }

@@ -229,7 +229,7 @@ mod tests {
         p.hooks.clear();
         assert_eq!(
             check(p),
-            "plugin `a`: invalid config: hooks: must list at least one of \"auth\", \"room-policy\", \"webhook\""
+            "plugin `a`: invalid config: hooks: must list at least one of \"auth\", \"room-policy\", \"webhook\", \"recorder\""
         );
 
         let mut p = base.clone();

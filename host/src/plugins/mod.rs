@@ -20,6 +20,7 @@
 //! - [`stats`]: call statistics per plugin and hook (admin API, readiness, metrics).
 //! - `reporter`: plugin events (`plugin.loaded`, `plugin.reloaded`, `plugin.failed`).
 //! - `webhook_policy`: the `webhook` plugins deciding what the webhook outbox delivers.
+//! - `recording_policy`: the `recorder` plugins deciding what gets recorded.
 //! - `sighup`: reload on SIGHUP (`POST /admin/reload` lives in [`crate::admin`]).
 //! - `error`: [`PluginError`] (load) and [`CallFailure`] (call).
 //!
@@ -36,6 +37,7 @@ pub mod hooks;
 mod imports;
 pub mod kv;
 mod plugin;
+mod recording_policy;
 mod reporter;
 mod sighup;
 pub mod stats;

@@ -10,10 +10,11 @@
 //! - [`segment`]: one recording's segments: both tracks on one timeline, cut at the first
 //!   keyframe after the segment length, each segment's files from a [`segment::FileMaker`];
 //! - [`sink`]: a recording running — a room's tap drained into a segmenter on a thread of
-//!   its own, ended by its owner, its maximum duration or a failed write.
+//!   its own, ended by its owner, its maximum duration or a failed write;
+//! - [`trigger`]: what decides to record (the `recorder` plugins, through
+//!   [`trigger::RecordingTrigger`]) and the decision as the host carries it out.
 //!
-//! Still to come (issue: recording decided by a recorder plugin): the recorder hook and
-//! plugin, starting and stopping recordings with publish sessions (stop, disconnect,
+//! Still to come (issue: recording decided by a recorder plugin): starting and stopping recordings with publish sessions (stop, disconnect,
 //! replacement, shutdown), events, the admin API, and the upload queue to S3-compatible
 //! storage.
 
@@ -22,4 +23,5 @@ pub mod ivf;
 pub mod ogg;
 pub mod segment;
 pub mod sink;
+pub mod trigger;
 pub mod webm;

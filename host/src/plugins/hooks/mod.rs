@@ -8,9 +8,11 @@
 //!   (`policy.check`)
 //! - [`webhook`]: `"webhook"` — which endpoints get an event, with which body?
 //!   (`webhook-router.route`, new in 0.2.0)
+//! - [`recorder`]: `"recorder"` — what to record of a publish session?
+//!   (`recorder.publish-started` / `publish-ended`, new in 0.2.0)
 //! - `kind`: the [`Hook`] handle and the traits every hook file implements.
 //!
-//! Adding a hook (recorder trigger): add its world to the newest WIT, write
+//! Adding a hook: add its world to the newest WIT, write
 //! `hooks/<name>.rs` implementing `HookKind` and `Bound` with a `HOOK` constant, and list
 //! it in [`REGISTRY`]. Config validation, loading and the trial pick it up from there; its
 //! caller runs it with `LoadedPlugin::run(<name>::HOOK, ...)`.
@@ -18,13 +20,14 @@
 pub mod auth;
 mod kind;
 pub mod policy;
+pub mod recorder;
 pub mod webhook;
 
 pub use kind::Hook;
 pub(crate) use kind::{BindError, Bound};
 
 /// Every hook this host serves, in the order messages list them. One line per hook.
-pub static REGISTRY: &[Hook] = &[auth::HOOK, policy::HOOK, webhook::HOOK];
+pub static REGISTRY: &[Hook] = &[auth::HOOK, policy::HOOK, webhook::HOOK, recorder::HOOK];
 
 impl Hook {
     /// The registered hook called `name`.
@@ -38,7 +41,7 @@ impl Hook {
     }
 }
 
-/// The registry's names for messages: `"auth", "room-policy", "webhook"`.
+/// The registry's names for messages: `"auth", "room-policy", "webhook", "recorder"`.
 pub fn known_names() -> String {
     REGISTRY
         .iter()
@@ -79,7 +82,7 @@ mod tests {
         assert_eq!("room-policy".parse::<Hook>(), Ok(policy::HOOK));
         assert_eq!(
             "authz".parse::<Hook>().unwrap_err().to_string(),
-            "unknown hook \"authz\"; known hooks: \"auth\", \"room-policy\", \"webhook\""
+            "unknown hook \"authz\"; known hooks: \"auth\", \"room-policy\", \"webhook\", \"recorder\""
         );
         let mut names: Vec<&str> = Hook::all().iter().map(|h| h.name()).collect();
         names.sort_unstable();

@@ -6,11 +6,14 @@
 //!
 //! Served as a `webhook` plugin it misbehaves on events (of rooms matching `only_room`):
 //! `oversized` reshapes into a body of megabytes, `empty-subject` names an endpoint that is not
-//! offered (bad output); the other modes loop, allocate or trap.
+//! offered (bad output); the other modes loop, allocate or trap. Served as a `recorder` plugin
+//! it answers every publish session with a plan the host cannot carry out (`oversized`: a key
+//! template of megabytes, `empty-subject`: no track kinds) or loops, allocates or traps.
 
 use serde::Deserialize;
 use switchboard_plugin_sdk::{
-    AuthRequest, Config, Deny, Identity, Plugin, WebhookDecision, WebhookEvent, glob,
+    AuthRequest, Config, Container, Deny, Identity, Plugin, PublishSession, RecordingPlan,
+    TrackKind, WebhookDecision, WebhookEvent, glob,
 };
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +110,10 @@ impl Plugin for Hostile {
         }
     }
 
+    fn recording_plan(&self, session: &PublishSession) -> Option<RecordingPlan> {
+        self.bad_plan(session)
+    }
+
     fn route_webhook(&self, event: &WebhookEvent) -> WebhookDecision {
         match self.mode_for(event.room.as_deref().unwrap_or_default()) {
             Mode::Oversized => WebhookDecision::reshaped(format!("\"{}\"", "x".repeat(4 << 20))),
@@ -114,6 +121,28 @@ impl Plugin for Hostile {
             mode => {
                 let _ = misbehave(mode);
                 WebhookDecision::as_is()
+            }
+        }
+    }
+}
+
+impl Hostile {
+    fn bad_plan(&self, session: &PublishSession) -> Option<RecordingPlan> {
+        let plan = |kinds: Vec<TrackKind>, key_template: String| RecordingPlan {
+            kinds,
+            container: Container::Webm,
+            key_template,
+            max_duration_secs: None,
+            segment_secs: 60,
+            storage: None,
+        };
+        match self.mode_for(&session.room) {
+            Mode::Ok => None,
+            Mode::Oversized => Some(plan(vec![TrackKind::Video], "x".repeat(4 << 20))),
+            Mode::EmptySubject => Some(plan(vec![], "{segment}.{ext}".into())),
+            mode => {
+                let _ = misbehave(mode);
+                None
             }
         }
     }
