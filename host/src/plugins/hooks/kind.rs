@@ -95,3 +95,22 @@ pub(crate) enum BindError {
     #[error("has no such hook in this version (it needs {since} or newer)")]
     NotInVersion { since: AbiVersion },
 }
+
+/// `HookKind::bind` for a hook new in 0.2.0: 0.1.0 components cannot serve it; in 0.2.0 ones
+/// `resolve` finds the `interface` export (a failure means it is not exported).
+pub(crate) fn bind_since_v0_2_0<I>(
+    pre: &InstancePre<CallState>,
+    abi: AbiVersion,
+    interface: &str,
+    resolve: impl FnOnce(&InstancePre<CallState>) -> wasmtime::Result<I>,
+    bound: impl FnOnce(I) -> Box<dyn Bound>,
+) -> Result<Box<dyn Bound>, BindError> {
+    match abi {
+        AbiVersion::V0_1_0 => Err(BindError::NotInVersion {
+            since: AbiVersion::V0_2_0,
+        }),
+        AbiVersion::V0_2_0 => resolve(pre).map(bound).map_err(|_| BindError::Missing {
+            export: abi.interface(interface),
+        }),
+    }
+}

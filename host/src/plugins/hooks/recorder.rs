@@ -5,7 +5,7 @@
 //! component cannot serve it). This file binds the export and makes the typed calls; a
 //! failure is never a decision: nothing is recorded, and forwarding never waits on it.
 
-use super::kind::{BindError, Bound, Hook, HookKind};
+use super::kind::{BindError, Bound, Hook, HookKind, bind_since_v0_2_0};
 use crate::plugins::abi::{AbiVersion, latest};
 use crate::plugins::imports::CallState;
 use latest::exports::switchboard::plugin::recorder::{GuestIndices, PublishSession, RecordingPlan};
@@ -27,16 +27,9 @@ impl HookKind for Recorder {
         pre: &InstancePre<CallState>,
         abi: AbiVersion,
     ) -> Result<Box<dyn Bound>, BindError> {
-        match abi {
-            AbiVersion::V0_1_0 => Err(BindError::NotInVersion {
-                since: AbiVersion::V0_2_0,
-            }),
-            AbiVersion::V0_2_0 => GuestIndices::new(pre)
-                .map(|indices| Box::new(Trigger(indices)) as Box<dyn Bound>)
-                .map_err(|_| BindError::Missing {
-                    export: abi.interface("recorder"),
-                }),
-        }
+        bind_since_v0_2_0(pre, abi, "recorder", GuestIndices::new, |indices| {
+            Box::new(Trigger(indices)) as Box<dyn Bound>
+        })
     }
 }
 

@@ -5,7 +5,7 @@
 //! (`PluginGate`'s `WebhookPolicy`, in `gate.rs`); this file binds the export and makes the
 //! typed call. Failures are never decisions: the event is then delivered as is.
 
-use super::kind::{BindError, Bound, Hook, HookKind};
+use super::kind::{BindError, Bound, Hook, HookKind, bind_since_v0_2_0};
 use crate::plugins::abi::{AbiVersion, latest};
 use crate::plugins::imports::CallState;
 use latest::exports::switchboard::plugin::webhook_router::{Decision, GuestIndices, WebhookEvent};
@@ -27,16 +27,9 @@ impl HookKind for Webhook {
         pre: &InstancePre<CallState>,
         abi: AbiVersion,
     ) -> Result<Box<dyn Bound>, BindError> {
-        match abi {
-            AbiVersion::V0_1_0 => Err(BindError::NotInVersion {
-                since: AbiVersion::V0_2_0,
-            }),
-            AbiVersion::V0_2_0 => GuestIndices::new(pre)
-                .map(|indices| Box::new(Router(indices)) as Box<dyn Bound>)
-                .map_err(|_| BindError::Missing {
-                    export: abi.interface("webhook-router"),
-                }),
-        }
+        bind_since_v0_2_0(pre, abi, "webhook-router", GuestIndices::new, |indices| {
+            Box::new(Router(indices)) as Box<dyn Bound>
+        })
     }
 }
 
