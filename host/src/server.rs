@@ -29,6 +29,7 @@ pub struct Server {
     metrics: Arc<crate::metrics::Metrics>,
     checks: Arc<crate::health::Checks>,
     outbox: Option<Arc<Outbox>>,
+    recordings: Arc<crate::recording::service::RecordingService>,
     tls: Option<Arc<crate::signalling::tls::TlsCertificates>>,
 }
 
@@ -50,8 +51,15 @@ impl Server {
         // Before the plugins announce themselves, so the outbox has those events too.
         let outbox = start_outbox(&config, plugins.clone(), &events)?;
         plugins.publish_events_to(events.clone());
-        let sfu = Sfu::new(&config, gate, events);
+        let sfu = Sfu::new(&config, gate, events.clone());
         sfu.start_shared_ports()?;
+        let trigger: Arc<dyn crate::recording::trigger::RecordingTrigger> = plugins.clone();
+        let recordings = crate::recording::service::RecordingService::start(
+            sfu.clone(),
+            trigger,
+            &events,
+            config.recording.clone(),
+        );
         let ready = Arc::new(AtomicBool::new(false));
         let state = AppState::new(&config, sfu.clone(), ready.clone());
         let metrics = crate::metrics::Metrics::new();
@@ -130,6 +138,7 @@ impl Server {
             metrics,
             checks,
             outbox,
+            recordings,
             tls,
         })
     }
@@ -197,6 +206,8 @@ impl Server {
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::Relaxed);
         self.sfu.close_all().await;
+        // Recordings of those sessions close their files (and say so) before the outbox stops.
+        self.recordings.flush().await;
         if let Some(outbox) = &self.outbox {
             outbox.shutdown().await; // the events of those closes are written first
         }

@@ -63,6 +63,9 @@ pub struct Config {
     /// The one durable file (webhook outbox, recording upload queue).
     #[serde(default)]
     pub store: crate::events::config::StoreConfig,
+    /// Where recordings are written (what is recorded: the `recorder` plugins).
+    #[serde(default)]
+    pub recording: crate::recording::service::RecordingConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,6 +329,7 @@ impl Default for Config {
             webhooks: Vec::new(),
             outbox: Default::default(),
             store: Default::default(),
+            recording: Default::default(),
         }
     }
 }

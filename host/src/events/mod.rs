@@ -90,6 +90,38 @@ pub enum EventData {
         reason: EndCode,
         detail: String,
     },
+    /// A recorder plugin decided to record a publish session; its files go to `dir`.
+    RecordingStarted {
+        recording: String,
+        session: String,
+        subject: String,
+        kinds: Vec<String>,
+        dir: String,
+    },
+    /// A segment of a recording was closed: its files are complete.
+    RecordingSegmentClosed {
+        recording: String,
+        session: String,
+        segment: u32,
+        files: Vec<String>,
+        duration_ms: u64,
+    },
+    /// A recording ended: `reason` is `stopped` (the publish session ended, or shutdown),
+    /// `max-duration` or `write-failed` (with `detail`, e.g. the disk is full).
+    RecordingStopped {
+        recording: String,
+        session: String,
+        reason: String,
+        detail: String,
+        segments: u32,
+        dropped_packets: u64,
+    },
+    /// A publish session could not be recorded: the recorder plugin failed, or the
+    /// recording's directory could not be made.
+    RecordingFailed {
+        session: String,
+        reason: String,
+    },
     PluginLoaded {
         plugin: String,
         hooks: Vec<String>,
@@ -140,6 +172,10 @@ impl EventData {
             EventData::PlayEnded { .. } => "play.ended",
             EventData::TrackPublished { .. } => "track.published",
             EventData::SessionEnded { .. } => "session.ended",
+            EventData::RecordingStarted { .. } => "recording.started",
+            EventData::RecordingSegmentClosed { .. } => "recording.segment_closed",
+            EventData::RecordingStopped { .. } => "recording.stopped",
+            EventData::RecordingFailed { .. } => "recording.failed",
             EventData::PluginLoaded { .. } => "plugin.loaded",
             EventData::PluginReloaded { .. } => "plugin.reloaded",
             EventData::PluginFailed { .. } => "plugin.failed",
@@ -157,6 +193,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "play.ended",
     "track.published",
     "session.ended",
+    "recording.started",
+    "recording.segment_closed",
+    "recording.stopped",
+    "recording.failed",
     "plugin.loaded",
     "plugin.reloaded",
     "plugin.failed",

@@ -12,16 +12,18 @@
 //! - [`sink`]: a recording running — a room's tap drained into a segmenter on a thread of
 //!   its own, ended by its owner, its maximum duration or a failed write;
 //! - [`trigger`]: what decides to record (the `recorder` plugins, through
-//!   [`trigger::RecordingTrigger`]) and the decision as the host carries it out.
+//!   [`trigger::RecordingTrigger`]) and the decision as the host carries it out;
+//! - [`service`]: records publish sessions as decided, from `publish.started` to
+//!   `publish.ended`, with the `recording.*` events.
 //!
-//! Still to come (issue: recording decided by a recorder plugin): starting and stopping recordings with publish sessions (stop, disconnect,
-//! replacement, shutdown), events, the admin API, and the upload queue to S3-compatible
-//! storage.
+//! Still to come (issue: recording decided by a recorder plugin): the admin API's recording
+//! list, and the upload queue to S3-compatible storage.
 
 pub mod frames;
 pub mod ivf;
 pub mod ogg;
 pub mod segment;
+pub mod service;
 pub mod sink;
 pub mod trigger;
 pub mod webm;

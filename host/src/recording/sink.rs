@@ -78,6 +78,8 @@ impl FileMaker for Disk {
 pub struct Recording {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Summary>,
+    /// Set by the thread as it ends, whatever ended it.
+    finished: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Recording {
@@ -90,10 +92,26 @@ impl Recording {
         std::fs::create_dir_all(&plan.dir)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let (done, finished) = tokio::sync::watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("recording".into())
-            .spawn(move || run(tap, plan, flag, on_closed))?;
-        Ok(Recording { stop, thread })
+            .spawn(move || {
+                let summary = run(tap, plan, flag, on_closed);
+                let _ = done.send(true);
+                summary
+            })?;
+        Ok(Recording {
+            stop,
+            thread,
+            finished,
+        })
+    }
+
+    /// Wait until the recording ends by itself (maximum duration, write failure) or is
+    /// stopped.
+    pub async fn finished(&self) {
+        let mut finished = self.finished.clone();
+        let _ = finished.wait_for(|done| *done).await;
     }
 
     /// Whether the recording ended by itself (maximum duration, write failure).

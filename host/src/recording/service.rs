@@ -1,0 +1,305 @@
+//! The recording service: records publish sessions as the recorder plugins decide.
+//!
+//! It follows the event bus as a durable sink (it must see every `publish.started` and
+//! `publish.ended`; taking an event is a channel send that never blocks) and handles them in
+//! order on one task. At `publish.started` it asks the [`RecordingTrigger`] with the session's
+//! room, identity (attributes included) and tracks; a plan starts a [`Recording`] on the
+//! room's tap, in `{recording.dir}/{recording id}/`. At `publish.ended` (the publisher left,
+//! was replaced or deleted, or the server shuts down) the recording is stopped and its last
+//! segment closed. A recording that ends by itself (maximum duration, a failed write) is
+//! reported when it does. Events: `recording.started`, `recording.segment_closed`,
+//! `recording.stopped`, `recording.failed`.
+
+use super::sink::{Ended, Plan, Recording, TAP_QUEUE};
+use super::trigger::{PublishInfo, RecordingTrigger};
+use crate::events::{Event, EventBus, EventData, EventSink};
+use crate::sfu::Sfu;
+use crate::sfu::session::Peer;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// `[recording]` in config.toml.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Where recordings are written, one directory per recording.
+    pub dir: PathBuf,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            dir: PathBuf::from("recordings"),
+        }
+    }
+}
+
+/// What the service does next, in the order events happened.
+enum Work {
+    Started {
+        room: String,
+        session: String,
+    },
+    Ended {
+        room: String,
+        session: String,
+    },
+    /// Answered once everything before it is done.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Takes the events the service acts on; never blocks.
+struct Feed(mpsc::UnboundedSender<Work>);
+
+impl EventSink for Feed {
+    fn accept(&self, event: &Arc<Event>) {
+        let work = match (&event.data, &event.room) {
+            (EventData::PublishStarted { session, .. }, Some(room)) => Work::Started {
+                room: room.clone(),
+                session: session.clone(),
+            },
+            (EventData::PublishEnded { session, .. }, Some(room)) => Work::Ended {
+                room: room.clone(),
+                session: session.clone(),
+            },
+            _ => return,
+        };
+        let _ = self.0.send(work);
+    }
+}
+
+/// A recording in progress: how to stop it and wait for its end.
+struct Active {
+    stop: oneshot::Sender<()>,
+    done: oneshot::Receiver<()>,
+}
+
+/// Records publish sessions; see the module docs.
+pub struct RecordingService {
+    work: mpsc::UnboundedSender<Work>,
+}
+
+impl RecordingService {
+    /// Follow `events` and record what `trigger` decides, into `config.dir`.
+    pub fn start(
+        sfu: Arc<Sfu>,
+        trigger: Arc<dyn RecordingTrigger>,
+        events: &EventBus,
+        config: RecordingConfig,
+    ) -> Arc<RecordingService> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        events.add_sink(Arc::new(Feed(tx.clone())));
+        let worker = Worker {
+            sfu,
+            trigger,
+            events: events.clone(),
+            dir: config.dir,
+            active: Arc::new(Mutex::new(HashMap::new())),
+        };
+        tokio::spawn(worker.run(rx));
+        Arc::new(RecordingService { work: tx })
+    }
+
+    /// Wait until every event published so far has been acted on, and every recording it
+    /// stopped has closed its files (shutdown calls this after closing the sessions).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.work.send(Work::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+struct Worker {
+    sfu: Arc<Sfu>,
+    trigger: Arc<dyn RecordingTrigger>,
+    events: EventBus,
+    dir: PathBuf,
+    active: Arc<Mutex<HashMap<String, Active>>>,
+}
+
+impl Worker {
+    async fn run(self, mut work: mpsc::UnboundedReceiver<Work>) {
+        while let Some(item) = work.recv().await {
+            match item {
+                Work::Started { room, session } => self.started(&room, &session).await,
+                Work::Ended { room, session } => {
+                    let active = self.active.lock().remove(&session);
+                    if let Some(active) = active {
+                        let _ = active.stop.send(());
+                        let _ = active.done.await;
+                    }
+                    if self.trigger.active() {
+                        self.trigger.publish_ended(room, session).await;
+                    }
+                }
+                Work::Flush(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    async fn started(&self, room_name: &str, session_id: &str) {
+        if !self.trigger.active() {
+            return;
+        }
+        let Ok(session) = self.sfu.session(room_name, session_id) else {
+            return; // already gone
+        };
+        let tracks = match &session.pc {
+            Peer::Stack(pc) => pc
+                .local_description()
+                .await
+                .map(|d| tracks_of(&d.sdp))
+                .unwrap_or_default(),
+            Peer::Direct(_) => Vec::new(),
+        };
+        let info = PublishInfo {
+            room: room_name.to_owned(),
+            session: session_id.to_owned(),
+            subject: session.identity.subject.clone(),
+            attributes: session.identity.attributes.clone(),
+            tracks,
+        };
+        let failed = |reason: String| {
+            self.events.publish(
+                Some(room_name),
+                EventData::RecordingFailed {
+                    session: session_id.to_owned(),
+                    reason,
+                },
+            );
+        };
+        let decision = match self.trigger.publish_started(info).await {
+            Ok(Some(decision)) => decision,
+            Ok(None) => return,
+            Err(failure) => return failed(format!("recorder plugin {failure}")),
+        };
+        let id = format!("rec_{}", uuid::Uuid::now_v7().simple());
+        let dir = self.dir.join(&id);
+        let plan = Plan {
+            layout: decision.layout,
+            segment_length: decision.segment_length,
+            max_duration: decision.max_duration,
+            video: decision.video,
+            audio: decision.audio,
+            dir: dir.clone(),
+        };
+        let events = self.events.clone();
+        let (room, sess, rec) = (room_name.to_owned(), session_id.to_owned(), id.clone());
+        let on_closed = move |closed: super::segment::ClosedSegment| {
+            events.publish(
+                Some(&room),
+                EventData::RecordingSegmentClosed {
+                    recording: rec.clone(),
+                    session: sess.clone(),
+                    segment: closed.index,
+                    files: closed.files,
+                    duration_ms: closed.duration.as_millis() as u64,
+                },
+            );
+        };
+        let recording = match Recording::start(session.room.tap(TAP_QUEUE), plan, on_closed) {
+            Ok(recording) => recording,
+            Err(e) => return failed(format!("cannot write {}: {e}", dir.display())),
+        };
+        let kinds = [(decision.video, "video"), (decision.audio, "audio")]
+            .into_iter()
+            .filter_map(|(on, kind)| on.then(|| kind.to_owned()))
+            .collect();
+        self.events.publish(
+            Some(room_name),
+            EventData::RecordingStarted {
+                recording: id.clone(),
+                session: session_id.to_owned(),
+                subject: session.identity.subject.clone(),
+                kinds,
+                dir: dir.display().to_string(),
+            },
+        );
+        let (stop, stopped) = oneshot::channel();
+        let (done_tx, done) = oneshot::channel();
+        self.active
+            .lock()
+            .insert(session_id.to_owned(), Active { stop, done });
+        let events = self.events.clone();
+        let active = self.active.clone();
+        let (room, sess) = (room_name.to_owned(), session_id.to_owned());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stopped => {}
+                _ = recording.finished() => { active.lock().remove(&sess); }
+            }
+            let summary = recording.stop().await;
+            let (reason, detail) = match summary.ended {
+                Ended::Stopped => ("stopped", String::new()),
+                Ended::MaxDuration => ("max-duration", String::new()),
+                Ended::WriteFailed(e) => ("write-failed", e),
+            };
+            if reason == "write-failed" {
+                tracing::error!(recording = %id, room = %room, error = %detail, "recording stopped: a write failed");
+            }
+            events.publish(
+                Some(&room),
+                EventData::RecordingStopped {
+                    recording: id,
+                    session: sess,
+                    reason: reason.to_owned(),
+                    detail,
+                    segments: summary.segments.len() as u32,
+                    dropped_packets: summary.tap_dropped,
+                },
+            );
+            let _ = done_tx.send(());
+        });
+    }
+}
+
+/// (is video, MIME type) of each media section of an SDP: its first payload type's codec.
+fn tracks_of(sdp: &str) -> Vec<(bool, String)> {
+    let mut tracks = Vec::new();
+    let mut section: Option<(bool, String)> = None;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            let mut fields = m.split(' ');
+            let kind = fields.next().unwrap_or_default();
+            let first_pt = fields.nth(2).unwrap_or_default().to_owned();
+            section = match kind {
+                "video" | "audio" => Some((kind == "video", first_pt)),
+                _ => None,
+            };
+        } else if let (Some((video, pt)), Some(map)) = (&section, line.strip_prefix("a=rtpmap:")) {
+            let (map_pt, codec) = map.split_once(' ').unwrap_or_default();
+            if map_pt == pt {
+                let name = codec.split('/').next().unwrap_or_default();
+                let kind = if *video { "video" } else { "audio" };
+                tracks.push((*video, format!("{kind}/{name}")));
+                section = None;
+            }
+        }
+    }
+    tracks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracks_are_read_from_each_media_section() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:111 opus/48000/2\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\n\
+                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
+        assert_eq!(
+            tracks_of(sdp),
+            [
+                (false, "audio/opus".to_owned()),
+                (true, "video/VP8".to_owned())
+            ]
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! Recording end to end on a live server: `auth-jwt` turns a token's `record` claim into an
+//! identity attribute, the `recorder` plugin records only identities that have it, and the
+//! recording service follows the publish sessions — `recording.started`, segments closed as
+//! they go (`recording.segment_closed`), `recording.stopped` when the publisher leaves or the
+//! server shuts down — with every closed WebM opening in FFmpeg with both tracks.
+
+mod common;
+mod support;
+
+use common::*;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use switchboard::client::{ClientOptions, Publisher, StreamShape};
+use switchboard::events::Event;
+use switchboard::server::Server;
+use tokio::sync::broadcast;
+
+async fn start_recording_server(minted: &Value, dir: &std::path::Path) -> (Server, String) {
+    let mut jwt = support::jwt_config(minted);
+    jwt["attribute_claims"] = json!(["record"]);
+    let mut config = test_config(&format!("[recording]\ndir = \"{}\"\n", dir.display()));
+    config.plugins = vec![
+        support::plugin("jwt", "auth-jwt", &["auth"], jwt),
+        support::plugin(
+            "recorder",
+            "recorder",
+            &["recorder"],
+            json!({ "attribute": "record", "container": "both", "segment_secs": 2 }),
+        ),
+    ];
+    let server = Server::start(config).await.expect("server starts");
+    let base = format!("http://{}", server.http_addr());
+    (server, base)
+}
+
+fn tokens() -> Value {
+    let mut recorded = support::claims(json!("studio"), json!(["publish"]));
+    recorded["record"] = json!(true);
+    let plain = support::claims(json!("lobby"), json!(["publish"]));
+    support::mint(json!({
+        "recorded": { "alg": "ES256", "claims": recorded },
+        "plain": { "alg": "ES256", "claims": plain },
+    }))
+}
+
+async fn publish(base: &str, room: &str, token: &str) -> (Arc<Publisher>, Arc<AtomicBool>) {
+    let opts = ClientOptions {
+        token: Some(token.into()),
+        ..opts()
+    };
+    let publisher = Arc::new(Publisher::connect(base, room, &opts).await.unwrap());
+    publisher.wait_connected(T).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (p, s) = (publisher.clone(), stop.clone());
+    let shape = StreamShape {
+        keyframe_every: 30,
+        ..StreamShape::default()
+    };
+    tokio::spawn(async move { p.stream(shape, &s).await });
+    (publisher, stop)
+}
+
+/// Events of `type_name` received so far (and until `timeout` for the first `n`).
+async fn events_of(
+    rx: &mut broadcast::Receiver<Arc<Event>>,
+    seen: &mut Vec<Value>,
+    type_name: &str,
+    n: usize,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let found: Vec<Value> = seen
+            .iter()
+            .filter(|e| e["type"] == type_name)
+            .cloned()
+            .collect();
+        if found.len() >= n || tokio::time::Instant::now() > deadline {
+            return found;
+        }
+        if let Ok(Ok(event)) = tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+            seen.push(event.to_json());
+        }
+    }
+}
+
+fn probe_codecs(path: &std::path::Path) -> Vec<String> {
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/media_tool.py"
+        ))
+        .arg("probe")
+        .arg(path)
+        .output()
+        .unwrap();
+    let probe: Value = serde_json::from_slice(&out.stdout).expect("probe output");
+    probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["codec"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_identities_with_the_attribute_are_recorded_until_they_leave() {
+    let minted = tokens();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, base) = start_recording_server(&minted, dir.path()).await;
+    let mut rx = server.sfu().events().subscribe();
+    let mut seen = Vec::new();
+
+    let (recorded, stop_recorded) =
+        publish(&base, "studio", support::token(&minted, "recorded")).await;
+    let (plain, stop_plain) = publish(&base, "lobby", support::token(&minted, "plain")).await;
+    let started = events_of(&mut rx, &mut seen, "recording.started", 1).await;
+    assert_eq!(started.len(), 1, "{seen:?}");
+    let data = &started[0]["data"];
+    assert_eq!(data["room"], "studio");
+    assert_eq!(data["subject"], "alice");
+    assert_eq!(data["kinds"], json!(["video", "audio"]));
+    let recording = data["recording"].as_str().unwrap().to_owned();
+    let rec_dir = std::path::PathBuf::from(data["dir"].as_str().unwrap());
+    assert!(rec_dir.starts_with(dir.path()));
+
+    let closed = events_of(&mut rx, &mut seen, "recording.segment_closed", 2).await;
+    assert!(
+        closed.len() >= 2,
+        "segments close while recording: {seen:?}"
+    );
+    assert_eq!(closed[0]["data"]["segment"], 1);
+    assert_eq!(closed[0]["data"]["recording"], recording.as_str());
+
+    // The publisher leaves: the recording stops and closes its last segment.
+    assert_eq!(recorded.delete().await.unwrap(), 200);
+    stop_recorded.store(true, Ordering::Relaxed);
+    let stopped = events_of(&mut rx, &mut seen, "recording.stopped", 1).await;
+    assert_eq!(stopped.len(), 1, "{seen:?}");
+    let data = &stopped[0]["data"];
+    assert_eq!(data["reason"], "stopped");
+    assert_eq!(data["recording"], recording.as_str());
+    assert_eq!(data["dropped_packets"], 0);
+    let segments = data["segments"].as_u64().unwrap();
+    assert!(segments >= 3, "{data}");
+    for i in 1..=segments {
+        for ext in ["webm", "ivf", "ogg"] {
+            let file = rec_dir.join(format!("seg-{i:05}.{ext}"));
+            assert!(
+                file.metadata().is_ok_and(|m| m.len() > 0),
+                "{}",
+                file.display()
+            );
+        }
+        let webm = rec_dir.join(format!("seg-{i:05}.webm"));
+        assert_eq!(probe_codecs(&webm), ["vp8", "opus"], "{}", webm.display());
+    }
+    // The lobby publisher (no `record` claim) was never recorded.
+    assert!(
+        !seen
+            .iter()
+            .any(|e| e["type"] == "recording.started" && e["data"]["room"] == "lobby")
+    );
+    stop_plain.store(true, Ordering::Relaxed);
+    plain.close().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_recordings_in_progress() {
+    let minted = tokens();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, base) = start_recording_server(&minted, dir.path()).await;
+    let mut rx = server.sfu().events().subscribe();
+    let mut seen = Vec::new();
+    let (_publisher, stop) = publish(&base, "studio", support::token(&minted, "recorded")).await;
+    let started = events_of(&mut rx, &mut seen, "recording.started", 1).await;
+    let rec_dir = std::path::PathBuf::from(started[0]["data"]["dir"].as_str().unwrap());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.shutdown().await;
+    stop.store(true, Ordering::Relaxed);
+    let stopped = events_of(&mut rx, &mut seen, "recording.stopped", 1).await;
+    assert_eq!(
+        stopped.len(),
+        1,
+        "stopped before shutdown returned: {seen:?}"
+    );
+    assert_eq!(stopped[0]["data"]["reason"], "stopped");
+    let webm = rec_dir.join("seg-00001.webm");
+    assert_eq!(probe_codecs(&webm), ["vp8", "opus"]);
+}
