@@ -209,7 +209,8 @@ impl Worker {
         };
         let kinds = [(decision.video, "video"), (decision.audio, "audio")]
             .into_iter()
-            .filter_map(|(on, kind)| on.then(|| kind.to_owned()))
+            .filter(|(on, _)| *on)
+            .map(|(_, kind)| kind.to_owned())
             .collect();
         self.events.publish(
             Some(room_name),
