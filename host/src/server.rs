@@ -93,7 +93,9 @@ impl Server {
         ));
         // Admin routes answer 404 unless `admin.token` is set.
         let admin = crate::admin::router(
-            AdminState::new(sfu.clone(), plugins.clone()).with_outbox(outbox.clone()),
+            AdminState::new(sfu.clone(), plugins.clone())
+                .with_outbox(outbox.clone())
+                .with_recordings(recordings.clone()),
             Some(config.admin.token.clone()),
         );
         let app = signalling::router(&config, state)

@@ -20,7 +20,10 @@ use tokio::sync::broadcast;
 async fn start_recording_server(minted: &Value, dir: &std::path::Path) -> (Server, String) {
     let mut jwt = support::jwt_config(minted);
     jwt["attribute_claims"] = json!(["record"]);
-    let mut config = test_config(&format!("[recording]\ndir = \"{}\"\n", dir.display()));
+    let mut config = test_config(&format!(
+        "[recording]\ndir = \"{}\"\n[admin]\ntoken = \"{ADMIN}\"\n",
+        dir.display()
+    ));
     config.plugins = vec![
         support::plugin("jwt", "auth-jwt", &["auth"], jwt),
         support::plugin(
@@ -33,6 +36,21 @@ async fn start_recording_server(minted: &Value, dir: &std::path::Path) -> (Serve
     let server = Server::start(config).await.expect("server starts");
     let base = format!("http://{}", server.http_addr());
     (server, base)
+}
+
+const ADMIN: &str = "admin-token-for-recording-tests";
+
+async fn admin_recordings(base: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}/admin/recordings"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|body| serde_json::from_str(&body).expect("JSON"))
+        .unwrap()
 }
 
 fn tokens() -> Value {
@@ -156,6 +174,9 @@ async fn only_identities_with_the_attribute_are_recorded_until_they_leave() {
         let webm = rec_dir.join(format!("seg-{i:05}.webm"));
         assert_eq!(probe_codecs(&webm), ["vp8", "opus"], "{}", webm.display());
     }
+    let listed = admin_recordings(&base).await;
+    assert_eq!(listed["recordings"][0]["state"], "stopped");
+    assert_eq!(listed["recordings"][0]["reason"], "stopped");
     // The lobby publisher (no `record` claim) was never recorded.
     assert!(
         !seen

@@ -10,6 +10,7 @@
 //! - [`plugins`]: list plugins with health and call statistics; reload them.
 //! - [`webhooks`]: webhook endpoints with queue depth and last error; parked deliveries;
 //!   replay.
+//! - [`recordings`]: recordings in progress and recently finished.
 //! - [`openapi`]: the OpenAPI 3.1 document of all of the above (`GET /admin/openapi.json`),
 //!   generated from the handlers' annotations.
 //! - `error`: the JSON error body every admin route uses.
@@ -20,6 +21,7 @@
 mod error;
 pub mod openapi;
 pub mod plugins;
+pub mod recordings;
 pub mod rooms;
 pub mod sessions;
 pub mod webhooks;
@@ -44,6 +46,8 @@ pub struct AdminState {
     pub plugins: Arc<PluginGate>,
     /// The webhook outbox, when `[[webhooks]]` are configured.
     pub outbox: Option<Arc<Outbox>>,
+    /// The recording service (the recordings list).
+    pub recordings: Option<Arc<crate::recording::service::RecordingService>>,
 }
 
 impl AdminState {
@@ -52,7 +56,17 @@ impl AdminState {
             sfu,
             plugins,
             outbox: None,
+            recordings: None,
         }
+    }
+
+    /// With the recordings list from `recordings`.
+    pub fn with_recordings(
+        mut self,
+        recordings: Arc<crate::recording::service::RecordingService>,
+    ) -> Self {
+        self.recordings = Some(recordings);
+        self
     }
 
     /// With the webhook routes acting on `outbox`.
@@ -71,6 +85,7 @@ pub fn router(state: AdminState, token: Option<String>) -> axum::Router {
         .merge(sessions::routes())
         .merge(plugins::routes())
         .merge(webhooks::routes())
+        .merge(recordings::routes())
         .merge(openapi::routes())
         .route_layer(middleware::from_fn_with_state(token, require_token))
         .with_state(state)

@@ -8,7 +8,7 @@
 //! every listed path must answer as documented, never with a 5xx.
 
 use super::AdminState;
-use super::{plugins, rooms, sessions, webhooks};
+use super::{plugins, recordings, rooms, sessions, webhooks};
 use axum::Json;
 use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -36,6 +36,7 @@ use utoipa::{Modify, OpenApi};
         webhooks::list_webhooks,
         webhooks::parked,
         webhooks::replay,
+        recordings::list_recordings,
         openapi_json,
         rooms::public_rooms,
         crate::health::readyz,
@@ -47,6 +48,7 @@ use utoipa::{Modify, OpenApi};
         (name = "sessions", description = "One session: inspect, kick"),
         (name = "plugins", description = "Plugins: health, call statistics, reload"),
         (name = "webhooks", description = "Webhook endpoints: queue depth, last error, parked deliveries, replay"),
+        (name = "recordings", description = "Recordings: in progress and recently finished"),
         (name = "meta", description = "This document"),
         (name = "public", description = "Read-only endpoints without a token"),
     )

@@ -16,8 +16,8 @@
 //! - [`service`]: records publish sessions as decided, from `publish.started` to
 //!   `publish.ended`, with the `recording.*` events.
 //!
-//! Still to come (issue: recording decided by a recorder plugin): the admin API's recording
-//! list, and the upload queue to S3-compatible storage.
+//! Still to come (issue: recording decided by a recorder plugin): the upload queue to
+//! S3-compatible storage (the durable store's second user), recording metrics.
 
 pub mod frames;
 pub mod ivf;

@@ -16,9 +16,10 @@ use crate::events::{Event, EventBus, EventData, EventSink};
 use crate::sfu::Sfu;
 use crate::sfu::session::Peer;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
 /// `[recording]` in config.toml.
@@ -33,6 +34,51 @@ impl Default for RecordingConfig {
     fn default() -> Self {
         RecordingConfig {
             dir: PathBuf::from("recordings"),
+        }
+    }
+}
+
+/// Finished recordings the catalog remembers (the oldest are forgotten first).
+pub const CATALOG_FINISHED: usize = 1000;
+
+/// One recording as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecordingEntry {
+    pub id: String,
+    pub room: String,
+    pub session: String,
+    pub subject: String,
+    /// `recording`, or `stopped` (files complete; upload to storage is not built yet).
+    pub state: &'static str,
+    /// Why it stopped (`stopped`, `max-duration`, `write-failed`), once it has.
+    pub reason: Option<String>,
+    /// Local directory of its files.
+    pub dir: PathBuf,
+    /// Closed segments: (index, file names, duration).
+    pub segments: Vec<(u32, Vec<String>, Duration)>,
+    pub started_at: SystemTime,
+    pub dropped_packets: u64,
+}
+
+/// Every recording in progress and the last [`CATALOG_FINISHED`] finished ones.
+#[derive(Default)]
+struct Catalog {
+    entries: BTreeMap<String, RecordingEntry>,
+    finished: std::collections::VecDeque<String>,
+}
+
+impl Catalog {
+    fn finish(&mut self, id: &str, reason: &str, dropped: u64) {
+        if let Some(e) = self.entries.get_mut(id) {
+            e.state = "stopped";
+            e.reason = Some(reason.to_owned());
+            e.dropped_packets = dropped;
+        }
+        self.finished.push_back(id.to_owned());
+        while self.finished.len() > CATALOG_FINISHED {
+            if let Some(old) = self.finished.pop_front() {
+                self.entries.remove(&old);
+            }
         }
     }
 }
@@ -80,6 +126,7 @@ struct Active {
 /// Records publish sessions; see the module docs.
 pub struct RecordingService {
     work: mpsc::UnboundedSender<Work>,
+    catalog: Arc<Mutex<Catalog>>,
 }
 
 impl RecordingService {
@@ -92,15 +139,22 @@ impl RecordingService {
     ) -> Arc<RecordingService> {
         let (tx, rx) = mpsc::unbounded_channel();
         events.add_sink(Arc::new(Feed(tx.clone())));
+        let catalog = Arc::new(Mutex::new(Catalog::default()));
         let worker = Worker {
             sfu,
             trigger,
             events: events.clone(),
             dir: config.dir,
             active: Arc::new(Mutex::new(HashMap::new())),
+            catalog: catalog.clone(),
         };
         tokio::spawn(worker.run(rx));
-        Arc::new(RecordingService { work: tx })
+        Arc::new(RecordingService { work: tx, catalog })
+    }
+
+    /// Recordings in progress and recently finished, oldest first.
+    pub fn list(&self) -> Vec<RecordingEntry> {
+        self.catalog.lock().entries.values().cloned().collect()
     }
 
     /// Wait until every event published so far has been acted on, and every recording it
@@ -119,6 +173,7 @@ struct Worker {
     events: EventBus,
     dir: PathBuf,
     active: Arc<Mutex<HashMap<String, Active>>>,
+    catalog: Arc<Mutex<Catalog>>,
 }
 
 impl Worker {
@@ -190,8 +245,13 @@ impl Worker {
             dir: dir.clone(),
         };
         let events = self.events.clone();
+        let catalog = self.catalog.clone();
         let (room, sess, rec) = (room_name.to_owned(), session_id.to_owned(), id.clone());
         let on_closed = move |closed: super::segment::ClosedSegment| {
+            if let Some(e) = catalog.lock().entries.get_mut(&rec) {
+                e.segments
+                    .push((closed.index, closed.files.clone(), closed.duration));
+            }
             events.publish(
                 Some(&room),
                 EventData::RecordingSegmentClosed {
@@ -203,9 +263,27 @@ impl Worker {
                 },
             );
         };
+        self.catalog.lock().entries.insert(
+            id.clone(),
+            RecordingEntry {
+                id: id.clone(),
+                room: room_name.to_owned(),
+                session: session_id.to_owned(),
+                subject: session.identity.subject.clone(),
+                state: "recording",
+                reason: None,
+                dir: dir.clone(),
+                segments: Vec::new(),
+                started_at: SystemTime::now(),
+                dropped_packets: 0,
+            },
+        );
         let recording = match Recording::start(session.room.tap(TAP_QUEUE), plan, on_closed) {
             Ok(recording) => recording,
-            Err(e) => return failed(format!("cannot write {}: {e}", dir.display())),
+            Err(e) => {
+                self.catalog.lock().entries.remove(&id);
+                return failed(format!("cannot write {}: {e}", dir.display()));
+            }
         };
         let kinds = [(decision.video, "video"), (decision.audio, "audio")]
             .into_iter()
@@ -229,6 +307,7 @@ impl Worker {
             .insert(session_id.to_owned(), Active { stop, done });
         let events = self.events.clone();
         let active = self.active.clone();
+        let catalog = self.catalog.clone();
         let (room, sess) = (room_name.to_owned(), session_id.to_owned());
         tokio::spawn(async move {
             tokio::select! {
@@ -241,6 +320,7 @@ impl Worker {
                 Ended::MaxDuration => ("max-duration", String::new()),
                 Ended::WriteFailed(e) => ("write-failed", e),
             };
+            catalog.lock().finish(&id, reason, summary.tap_dropped);
             if reason == "write-failed" {
                 tracing::error!(recording = %id, room = %room, error = %detail, "recording stopped: a write failed");
             }
