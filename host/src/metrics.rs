@@ -189,6 +189,26 @@ pub const TCP_MUX_DROPPED: MetricDef = def(
      (their session had 8 connections waiting).",
 );
 
+pub const RECORDINGS: MetricDef = def(
+    "switchboard_recordings",
+    Kind::Gauge,
+    &[],
+    "Recordings running (decided by the recorder plugins).",
+);
+pub const RECORDING_SEGMENTS: MetricDef = def(
+    "switchboard_recording_segments_total",
+    Kind::Counter,
+    &[],
+    "Recording segments closed (each a complete file set).",
+);
+pub const RECORDING_DROPPED: MetricDef = def(
+    "switchboard_recording_dropped_packets_total",
+    Kind::Counter,
+    &[],
+    "RTP packets recordings lost because their own queue was full (a slow disk); viewers \
+     lose none.",
+);
+
 /// Every metric the server exports.
 pub static METRICS: &[MetricDef] = &[
     BUILD_INFO,
@@ -210,6 +230,9 @@ pub static METRICS: &[MetricDef] = &[
     OUTBOX_DEPTH,
     UDP_MUX_DROPPED,
     TCP_MUX_DROPPED,
+    RECORDINGS,
+    RECORDING_SEGMENTS,
+    RECORDING_DROPPED,
 ];
 
 /// Join latency buckets, seconds: set-up on loopback takes tens of milliseconds, a plugin
@@ -389,6 +412,10 @@ impl Metrics {
                 .absolute(unrouted);
             m.counter(&UDP_MUX_DROPPED, &["queue_full"])
                 .absolute(queue_full);
+            let (recordings, segments, dropped) = crate::recording::sink::counters();
+            m.gauge(&RECORDINGS, &[]).set(recordings as f64);
+            m.counter(&RECORDING_SEGMENTS, &[]).absolute(segments);
+            m.counter(&RECORDING_DROPPED, &[]).absolute(dropped);
             let (unrouted, timeout, busy, queue_full) = crate::ice::tcp::counters();
             for (reason, n) in [
                 ("unrouted", unrouted),

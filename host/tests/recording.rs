@@ -174,6 +174,21 @@ async fn only_identities_with_the_attribute_are_recorded_until_they_leave() {
         let webm = rec_dir.join(format!("seg-{i:05}.webm"));
         assert_eq!(probe_codecs(&webm), ["vp8", "opus"], "{}", webm.display());
     }
+    // Counted in /metrics (other tests' recordings may run in this process too: at least).
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    assert!(value("switchboard_recording_segments_total") >= segments as f64);
+    assert_eq!(value("switchboard_recording_dropped_packets_total"), 0.0);
     let listed = admin_recordings(&base).await;
     assert_eq!(listed["recordings"][0]["state"], "stopped");
     assert_eq!(listed["recordings"][0]["reason"], "stopped");

@@ -17,7 +17,7 @@
 //!   `publish.ended`, with the `recording.*` events.
 //!
 //! Still to come (issue: recording decided by a recorder plugin): the upload queue to
-//! S3-compatible storage (the durable store's second user), recording metrics.
+//! S3-compatible storage (the durable store's second user).
 
 pub mod frames;
 pub mod ivf;

@@ -14,7 +14,7 @@ use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::io::{self, BufWriter};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest the thread sleeps with an empty queue before looking again (and at its stop flag).
@@ -24,6 +24,21 @@ pub const IDLE_WAIT: Duration = Duration::from_millis(10);
 pub const TAP_QUEUE: usize = 2048;
 /// How long a recording that wants video waits for it before recording audio alone.
 pub const VIDEO_WAIT: Duration = Duration::from_secs(3);
+
+/// Recordings running now, segments closed and packets recordings lost since start (for
+/// `/metrics`).
+static ACTIVE: AtomicU64 = AtomicU64::new(0);
+static SEGMENTS: AtomicU64 = AtomicU64::new(0);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// (recordings running, segments closed, packets recordings dropped) since start.
+pub fn counters() -> (u64, u64, u64) {
+    (
+        ACTIVE.load(Ordering::Relaxed),
+        SEGMENTS.load(Ordering::Relaxed),
+        DROPPED.load(Ordering::Relaxed),
+    )
+}
 
 /// What to record and how.
 #[derive(Debug, Clone)]
@@ -145,6 +160,8 @@ fn run(
     mut on_closed: impl FnMut(ClosedSegment),
 ) -> Summary {
     let started = Instant::now();
+    ACTIVE.fetch_add(1, Ordering::Relaxed);
+    let mut dropped_seen = 0;
     // The codec of each track is the one its first packet carries.
     let codec_of = |tap: &MediaTap, kind, pt: u8| {
         tap.codecs(kind)
@@ -212,6 +229,7 @@ fn run(
                 }
             }
             for closed in segmenter.take_closed() {
+                SEGMENTS.fetch_add(1, Ordering::Relaxed);
                 segments.push(closed.clone());
                 on_closed(closed);
             }
@@ -219,6 +237,9 @@ fn run(
                 break 'record Ended::MaxDuration;
             }
         }
+        let dropped = tap.dropped();
+        DROPPED.fetch_add(dropped - dropped_seen, Ordering::Relaxed);
+        dropped_seen = dropped;
         if stop.load(Ordering::Relaxed) {
             break Ended::Stopped;
         }
@@ -231,6 +252,7 @@ fn run(
         match segmenter.finish() {
             Ok(closed) => {
                 for c in closed {
+                    SEGMENTS.fetch_add(1, Ordering::Relaxed);
                     segments.push(c.clone());
                     on_closed(c);
                 }
@@ -241,6 +263,8 @@ fn run(
             Err(_) => {}
         }
     }
+    ACTIVE.fetch_sub(1, Ordering::Relaxed);
+    DROPPED.fetch_add(tap.dropped() - dropped_seen, Ordering::Relaxed);
     Summary {
         ended,
         segments,
