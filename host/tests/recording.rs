@@ -226,3 +226,124 @@ async fn shutdown_closes_recordings_in_progress() {
     let webm = rec_dir.join("seg-00001.webm");
     assert_eq!(probe_codecs(&webm), ["vp8", "opus"]);
 }
+
+/// A directory served over HTTP by Python's `http.server` (stopped when dropped).
+struct Served(std::process::Child, u16);
+
+impl Served {
+    async fn dir(dir: &std::path::Path) -> Served {
+        let port = support::servers::free_port();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Served(child, port)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn probe(path: &std::path::Path) -> Value {
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/media_tool.py"
+        ))
+        .arg("probe")
+        .arg(path)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).expect("probe output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_publishes_the_recording_decodes_and_plays_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&format!(
+        "[recording]\ndir = \"{}\"\n",
+        dir.path().display()
+    ));
+    config.plugins = vec![support::plugin(
+        "recorder",
+        "recorder",
+        &["recorder"],
+        json!({ "container": "both", "segment_secs": 600 }),
+    )];
+    let server = Server::start(config).await.expect("server starts");
+    let base = format!("http://{}", server.http_addr());
+    let mut rx = server.sfu().events().subscribe();
+    let mut seen = Vec::new();
+    // The publish page (camera: Chromium's fake device) publishes, the play page plays,
+    // both end with DELETE.
+    support::browser::run(
+        tokio::process::Command::new("node"),
+        &[&base, "--hold-ms", "6000", "--timeout-ms", "60000"],
+    )
+    .await;
+    let started = events_of(&mut rx, &mut seen, "recording.started", 1).await;
+    let stopped = events_of(&mut rx, &mut seen, "recording.stopped", 1).await;
+    assert_eq!(stopped.len(), 1, "{seen:?}");
+    assert_eq!(stopped[0]["data"]["reason"], "stopped");
+    let rec_dir = std::path::PathBuf::from(started[0]["data"]["dir"].as_str().unwrap());
+    let closed = events_of(&mut rx, &mut seen, "recording.segment_closed", 1).await;
+    let recorded_ms = closed[0]["data"]["duration_ms"].as_u64().unwrap() as f64;
+    assert!(recorded_ms > 6_000.0, "{closed:?}");
+
+    // FFmpeg: the codecs, and the duration the recording says it covers (±10 %).
+    let webm = rec_dir.join("seg-00001.webm");
+    let probed = probe(&webm);
+    let streams = probed["streams"].as_array().unwrap();
+    let codecs: Vec<&str> = streams
+        .iter()
+        .map(|s| s["codec"].as_str().unwrap())
+        .collect();
+    assert_eq!(codecs, ["vp8", "opus"], "{probed}");
+    for s in streams {
+        assert_eq!(s["errors"], 0, "{s}");
+        let seconds = s["duration"].as_f64().unwrap();
+        assert!(
+            (seconds * 1000.0 - recorded_ms).abs() <= recorded_ms * 0.1,
+            "{} lasts {seconds} s, the recording {recorded_ms} ms",
+            s["codec"]
+        );
+    }
+    assert!(streams[0]["frames"].as_u64().unwrap() > 30, "{probed}");
+
+    // Chromium plays it to the end.
+    let served = Served::dir(&rec_dir).await;
+    let url = format!("http://127.0.0.1:{}/seg-00001.webm", served.1);
+    let result = support::browser::run(
+        tokio::process::Command::new("node"),
+        &[&url, "--play-file", &url, "--timeout-ms", "60000"],
+    )
+    .await;
+    let file = &result["file"];
+    assert_eq!(file["ended"], true, "{result}");
+    assert!(file["totalVideoFrames"].as_u64().unwrap() > 30, "{result}");
+    assert!(file["width"].as_u64().unwrap() > 0, "{result}");
+    server.shutdown().await;
+}

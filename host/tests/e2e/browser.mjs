@@ -9,6 +9,14 @@
 // port; Playwright attaches over CDP. Chromium and the profile are removed on every exit path.
 //
 //   node browser.mjs <base-url> [--room NAME] [--token TOKEN] [--timeout-ms N] [--simulcast] [--relay]
+//                    [--play-file URL] [--hold-ms N]
+//
+// With --play-file URL no session is made: a page plays the media file at URL in a <video>
+// to its end, and the result's `file` says how (ended, frames decoded, duration, size) — how
+// the recording tests check that a recorded WebM plays in a browser.
+//
+// With --hold-ms N both sessions stay up N ms longer before their DELETE (a recording
+// test wants seconds of media).
 //
 // With --relay both pages are opened with `relay=1`: they gather TURN relay candidates only,
 // through the ICE servers (and minted credentials) the endpoint hands out.
@@ -45,12 +53,12 @@ const CHROMIUM_FLAGS = [
 ];
 
 function usage(message) {
-  process.stderr.write(`${message}\nusage: node browser.mjs <base-url> [--room NAME] [--token TOKEN] [--timeout-ms N] [--simulcast] [--relay]\n`);
+  process.stderr.write(`${message}\nusage: node browser.mjs <base-url> [--room NAME] [--token TOKEN] [--timeout-ms N] [--simulcast] [--relay] [--play-file URL] [--hold-ms N]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const opts = { base: null, room: `e2e-${randomBytes(4).toString('hex')}`, token: '', timeoutMs: 45000, simulcast: false, relay: false };
+  const opts = { base: null, room: `e2e-${randomBytes(4).toString('hex')}`, token: '', timeoutMs: 45000, simulcast: false, relay: false, playFile: null, holdMs: 0 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -62,6 +70,8 @@ function parseArgs(argv) {
     else if (arg === '--timeout-ms') opts.timeoutMs = Number(value());
     else if (arg === '--simulcast') opts.simulcast = true;
     else if (arg === '--relay') opts.relay = true;
+    else if (arg === '--play-file') opts.playFile = value();
+    else if (arg === '--hold-ms') opts.holdMs = Number(value());
     else if (arg.startsWith('--')) usage(`unknown option ${arg}`);
     else if (opts.base === null) opts.base = arg;
     else usage(`unexpected argument ${arg}`);
@@ -255,6 +265,32 @@ async function pollStats(page, kind, what, done, limitMs) {
   throw new StepError(`${kind}: ${what} not seen in time; last stats: ${JSON.stringify(stats)}`);
 }
 
+/** Plays the media file at `url` in a muted <video> to its end; what the element reports. */
+async function playFile(context, url) {
+  const page = await context.newPage();
+  await page.setContent(`<video id="v" muted autoplay playsinline src="${url}"></video>`);
+  const state = () => page.evaluate(() => {
+    const v = document.getElementById('v');
+    const q = v.getVideoPlaybackQuality();
+    return {
+      ended: v.ended, error: v.error ? `${v.error.code} ${v.error.message}` : null,
+      currentTime: v.currentTime, duration: v.duration, width: v.videoWidth, height: v.videoHeight,
+      totalVideoFrames: q.totalVideoFrames, droppedVideoFrames: q.droppedVideoFrames,
+    };
+  });
+  try {
+    await page.waitForFunction(() => {
+      const v = document.getElementById('v');
+      return v.ended || v.error;
+    }, null, { timeout: remaining(), polling: 100 });
+  } catch {
+    throw new StepError(`the file did not play to its end: ${JSON.stringify(await state())}`);
+  }
+  const s = await state();
+  if (s.error) throw new StepError(`the file failed to play: ${JSON.stringify(s)}`);
+  return s;
+}
+
 /** Turns a simulcast layer of the publish page's video sender on or off. */
 async function setLayerActive(publisher, rid, active) {
   await publisher.evaluate(async ([rid, active]) => {
@@ -358,6 +394,12 @@ async function run(result, diagnostics) {
     result.browserVersion = browser.version();
     log(`connected to Chromium ${result.browserVersion}`);
     const context = browser.contexts()[0] ?? (await browser.newContext());
+    if (opts.playFile) {
+      result.file = await playFile(context, opts.playFile);
+      log(`file: ${JSON.stringify(result.file)}`);
+      result.ok = true;
+      return;
+    }
 
     // A request the server refuses must surface its status and message in the status line.
     const refused = await openPage(context, 'play', diagnostics, { room: 'no such room!', label: 'refused' });
@@ -410,6 +452,10 @@ async function run(result, diagnostics) {
     log(`play: framesDecoded=${v.framesDecoded} (${v.codec} ${v.frameWidth}x${v.frameHeight}), audio packets=${result.audioPacketsReceived}`);
 
     if (opts.simulcast) result.simulcast = await switchLayers(publisher, viewer);
+    if (opts.holdMs > 0) {
+      log(`holding both sessions for ${opts.holdMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(opts.holdMs, remaining())));
+    }
 
     result.play.deleteStatus = await stopSession(viewer);
     result.publish.deleteStatus = await stopSession(publisher);
