@@ -104,17 +104,7 @@ async fn events_of(
 }
 
 fn probe_codecs(path: &std::path::Path) -> Vec<String> {
-    let out = std::process::Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/support/media_tool.py"
-        ))
-        .arg("probe")
-        .arg(path)
-        .output()
-        .unwrap();
-    let probe: Value = serde_json::from_slice(&out.stdout).expect("probe output");
-    probe["streams"]
+    support::probe_media(path)["streams"]
         .as_array()
         .unwrap()
         .iter()
@@ -267,19 +257,6 @@ impl Drop for Served {
     }
 }
 
-fn probe(path: &std::path::Path) -> Value {
-    let out = std::process::Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/support/media_tool.py"
-        ))
-        .arg("probe")
-        .arg(path)
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).expect("probe output")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_the_recording_decodes_and_plays_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
@@ -315,7 +292,7 @@ async fn chromium_publishes_the_recording_decodes_and_plays_in_chromium() {
 
     // FFmpeg: the codecs, and the duration the recording says it covers (±10 %).
     let webm = rec_dir.join("seg-00001.webm");
-    let probed = probe(&webm);
+    let probed = support::probe_media(&webm);
     let streams = probed["streams"].as_array().unwrap();
     let codecs: Vec<&str> = streams
         .iter()

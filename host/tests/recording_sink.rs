@@ -5,6 +5,7 @@
 //! ends with the OS's error while viewers keep their media.
 
 mod common;
+mod support;
 
 use common::*;
 use std::sync::Arc;
@@ -84,16 +85,7 @@ async fn a_live_room_is_recorded_into_segments_cut_at_keyframes() {
         // The container is valid and carries both tracks (the synthetic VP8 does not decode:
         // the content tests use real encoders, see recording_writers.rs).
         let path = dir.path().join(&s.files[0]);
-        let out = std::process::Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/support/media_tool.py"
-            ))
-            .arg("probe")
-            .arg(&path)
-            .output()
-            .unwrap();
-        let probe: serde_json::Value = serde_json::from_slice(&out.stdout).expect("probe output");
+        let probe = support::probe_media(&path);
         let codecs: Vec<&str> = probe["streams"]
             .as_array()
             .unwrap()

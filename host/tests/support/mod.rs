@@ -299,3 +299,16 @@ pub async fn post_status(base: &str, path: &str, token: Option<&str>) -> (u16, S
     let status = resp.status().as_u16();
     (status, resp.text().await.unwrap_or_default())
 }
+
+/// What FFmpeg's demuxers and decoders make of a media file (`media_tool.py probe`, PyAV):
+/// `{"streams": [{"codec", "packets", "frames", "errors", "duration"}, ...]}`.
+pub fn probe_media(path: &std::path::Path) -> Value {
+    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/media_tool.py");
+    let out = Command::new("python3")
+        .arg(tool)
+        .arg("probe")
+        .arg(path)
+        .output()
+        .expect("python3 runs (PyAV: cargo xtask setup installs it)");
+    serde_json::from_slice(&out.stdout).expect("probe output")
+}
