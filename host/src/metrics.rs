@@ -209,6 +209,26 @@ pub const RECORDING_DROPPED: MetricDef = def(
      lose none.",
 );
 
+pub const RECORDING_UPLOADS: MetricDef = def(
+    "switchboard_recording_uploads_total",
+    Kind::Counter,
+    &["outcome"],
+    "Recorded files' upload attempts: uploaded (confirmed by the storage), failed (retried \
+     with backoff; the file stays queued).",
+);
+pub const RECORDING_UPLOAD_BYTES: MetricDef = def(
+    "switchboard_recording_upload_bytes_total",
+    Kind::Counter,
+    &[],
+    "Bytes of recorded files uploaded.",
+);
+pub const RECORDING_UPLOADS_PENDING: MetricDef = def(
+    "switchboard_recording_uploads_pending",
+    Kind::Gauge,
+    &[],
+    "Recorded files closed and waiting for upload (on disk and in the store).",
+);
+
 /// Every metric the server exports.
 pub static METRICS: &[MetricDef] = &[
     BUILD_INFO,
@@ -233,6 +253,9 @@ pub static METRICS: &[MetricDef] = &[
     RECORDINGS,
     RECORDING_SEGMENTS,
     RECORDING_DROPPED,
+    RECORDING_UPLOADS,
+    RECORDING_UPLOAD_BYTES,
+    RECORDING_UPLOADS_PENDING,
 ];
 
 /// Join latency buckets, seconds: set-up on loopback takes tens of milliseconds, a plugin
@@ -462,6 +485,22 @@ impl Metrics {
             }
             m.gauge(&OUTBOX_DEPTH, &[])
                 .set(figures.outbox_depth() as f64);
+        });
+    }
+
+    /// Export the recording upload queue's figures.
+    pub fn watch_uploads(&self, uploads: Arc<crate::recording::upload::Uploads>) {
+        let uploads = Arc::downgrade(&uploads);
+        self.on_scrape(move |m| {
+            let Some(uploads) = uploads.upgrade() else {
+                return;
+            };
+            let (uploaded, failed, bytes, pending) = uploads.figures();
+            m.counter(&RECORDING_UPLOADS, &["uploaded"])
+                .absolute(uploaded);
+            m.counter(&RECORDING_UPLOADS, &["failed"]).absolute(failed);
+            m.counter(&RECORDING_UPLOAD_BYTES, &[]).absolute(bytes);
+            m.gauge(&RECORDING_UPLOADS_PENDING, &[]).set(pending as f64);
         });
     }
 

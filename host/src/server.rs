@@ -48,8 +48,24 @@ impl Server {
         let gate: Arc<dyn Gatekeeper> = plugins.clone();
 
         let events = EventBus::default();
+        // One file for the webhook outbox and the upload queue, opened if either is used.
+        let store = (!config.webhooks.is_empty() || !config.recording.storage.is_empty())
+            .then(|| Store::open(&config.store.path).context("store.path"))
+            .transpose()?
+            .map(Arc::new);
         // Before the plugins announce themselves, so the outbox has those events too.
-        let outbox = start_outbox(&config, plugins.clone(), &events)?;
+        let outbox = start_outbox(&config, store.clone(), plugins.clone(), &events)?;
+        let uploads = match &store {
+            Some(store) if !config.recording.storage.is_empty() => Some(
+                crate::recording::upload::Uploads::start(
+                    store.clone(),
+                    config.recording.storage.clone(),
+                    events.clone(),
+                )
+                .context("recording upload queue")?,
+            ),
+            _ => None,
+        };
         plugins.publish_events_to(events.clone());
         let sfu = Sfu::new(&config, gate, events.clone());
         sfu.start_shared_ports()?;
@@ -59,6 +75,7 @@ impl Server {
             trigger,
             &events,
             config.recording.clone(),
+            uploads.clone(),
         );
         let ready = Arc::new(AtomicBool::new(false));
         let state = AppState::new(&config, sfu.clone(), ready.clone());
@@ -67,6 +84,9 @@ impl Server {
         metrics.watch_plugins(&plugins);
         let checks = crate::health::Checks::new(ready.clone());
         checks.add(Arc::new(crate::health::Plugins(Arc::downgrade(&plugins))));
+        if let Some(uploads) = &uploads {
+            metrics.watch_uploads(uploads.clone());
+        }
         if let Some(outbox) = &outbox {
             metrics.watch_webhooks(outbox.clone());
             checks.add(Arc::new(crate::health::Webhooks(Arc::downgrade(outbox))));
@@ -210,6 +230,8 @@ impl Server {
         self.sfu.close_all().await;
         // Recordings of those sessions close their files (and say so) before the outbox stops.
         self.recordings.flush().await;
+        // Queued uploads stay queued (on disk and in the store) for the next start.
+        self.recordings.stop_uploads();
         if let Some(outbox) = &self.outbox {
             outbox.shutdown().await; // the events of those closes are written first
         }
@@ -238,16 +260,16 @@ impl Server {
 /// `events`, its deliveries decided by the `webhook` plugins of `plugins`.
 fn start_outbox(
     config: &Config,
+    store: Option<Arc<Store>>,
     plugins: Arc<PluginGate>,
     events: &EventBus,
 ) -> anyhow::Result<Option<Arc<Outbox>>> {
-    if config.webhooks.is_empty() {
+    let Some(store) = store.filter(|_| !config.webhooks.is_empty()) else {
         return Ok(None);
-    }
-    let store = Store::open(&config.store.path).context("store.path")?;
+    };
     let policy: Arc<dyn WebhookPolicy> = plugins;
     let outbox = Outbox::start(
-        Arc::new(store),
+        store,
         config.webhooks.clone(),
         config.outbox.clone(),
         policy,

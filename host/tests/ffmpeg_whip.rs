@@ -9,8 +9,14 @@
 //!
 //! The viewer is `switchboard::client::Viewer`, whose keyframe counter understands VP8 only;
 //! the test asserts on packets received and on the codec of each received track instead.
+//!
+//! The `recorder` plugin records the room meanwhile: H.264 does not go in WebM, so the
+//! recording falls back to Annex-B `.h264` and Ogg files. Once the publisher is gone they are
+//! uploaded to s3s-fs (an S3-compatible server checking SigV4 signatures), and FFmpeg (PyAV)
+//! decodes every object from the bucket without an error.
 
 mod common;
+mod support;
 
 use common::*;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
@@ -42,7 +48,32 @@ async fn ffmpeg_whip_muxer_publishes_h264_and_opus_that_a_whep_viewer_receives()
     ensure_pyav();
     let dir = tempfile::tempdir().expect("temporary directory");
     let (cert, key) = ec_certificate(dir.path());
-    let (server, base) = start("").await;
+    let rec_dir = dir.path().join("rec");
+    let s3_root = dir.path().join("s3");
+    std::fs::create_dir_all(s3_root.join("recordings")).unwrap();
+    let s3_port = support::servers::free_port();
+    let _s3 = support::servers::s3s_fs(s3_port, &s3_root).await;
+    let mut config = test_config(&format!(
+        "[store]\npath = \"{}\"\n[recording]\ndir = \"{}\"\n\
+         [[recording.storage]]\nname = \"archive\"\nendpoint = \"http://127.0.0.1:{s3_port}\"\n\
+         bucket = \"recordings\"\npath_style = true\naccess_key_id = \"{}\"\n\
+         secret_access_key = \"{}\"\n",
+        dir.path().join("store.redb").display(),
+        rec_dir.display(),
+        support::servers::S3_ACCESS_KEY,
+        support::servers::S3_SECRET_KEY,
+    ));
+    config.plugins = vec![support::plugin(
+        "recorder",
+        "recorder",
+        &["recorder"],
+        serde_json::json!({ "segment_secs": 2 }),
+    )];
+    let server = switchboard::server::Server::start(config)
+        .await
+        .expect("server starts");
+    let base = format!("http://{}", server.http_addr());
+    let mut events = server.sfu().events().subscribe();
     let room = "ffmpeg-whip";
 
     let mut ffmpeg = FfmpegPublisher::spawn(&format!("{base}/whip/{room}"), &cert, &key);
@@ -104,6 +135,55 @@ async fn ffmpeg_whip_muxer_publishes_h264_and_opus_that_a_whep_viewer_receives()
     viewer.delete().await.expect("viewer DELETE");
     viewer.close().await;
     ffmpeg.kill();
+
+    // The publisher is gone: its recording stops, its files are uploaded, and every object
+    // decodes from the bucket.
+    let mut seen = Vec::new();
+    let mut uploaded = Vec::new();
+    let mut files = None;
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match events.recv().await {
+                Ok(e) => {
+                    let json = e.to_json();
+                    match e.type_name() {
+                        "recording.stopped" => {
+                            files = Some(json["data"]["segments"].as_u64().unwrap() * 2)
+                        }
+                        "recording.uploaded" => uploaded.push(json["data"].clone()),
+                        _ => {}
+                    }
+                    seen.push(json);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("events: {e}"),
+            }
+            if files.is_some_and(|n| n > 0 && uploaded.len() as u64 >= n) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "recording.stopped, then every file (.h264 + .ogg per segment) uploaded: {seen:#?}"
+    );
+    for data in &uploaded {
+        let key = data["key"].as_str().unwrap();
+        let object = s3_root.join("recordings").join(key);
+        let probed = support::probe_media(&object);
+        let stream = &probed["streams"][0];
+        let codec = if key.ends_with(".h264") {
+            "h264"
+        } else {
+            "opus"
+        };
+        assert_eq!(stream["codec"], codec, "{key}: {probed}");
+        assert!(
+            stream["frames"].as_u64().unwrap() > 0 && stream["errors"] == 0,
+            "{key}: {probed}"
+        );
+    }
     server.shutdown().await;
 }
 

@@ -37,9 +37,14 @@ async fn a_live_room_is_recorded_into_segments_cut_at_keyframes() {
     let room = server.sfu().room("rec").expect("room");
     let dir = tempfile::tempdir().unwrap();
     let (closed_tx, closed_rx) = std::sync::mpsc::channel();
-    let recording = Recording::start(room.tap(TAP_QUEUE), plan(dir.path()), move |c| {
-        let _ = closed_tx.send(c);
-    })
+    let recording = Recording::start(
+        room.tap(TAP_QUEUE),
+        plan(dir.path()),
+        Box::new(|_, _| {}),
+        move |c| {
+            let _ = closed_tx.send(c);
+        },
+    )
     .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let streaming = {
@@ -111,7 +116,13 @@ async fn a_recording_that_cannot_write_ends_and_viewers_keep_their_media() {
     // /dev/full: every write fails with ENOSPC, as on a full disk.
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("/dev/full", dir.path().join("seg-00001.webm")).unwrap();
-    let recording = Recording::start(room.tap(TAP_QUEUE), plan(dir.path()), |_| {}).unwrap();
+    let recording = Recording::start(
+        room.tap(TAP_QUEUE),
+        plan(dir.path()),
+        Box::new(|_, _| {}),
+        |_| {},
+    )
+    .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let streaming = {
         let (p, s) = (publisher.clone(), stop.clone());

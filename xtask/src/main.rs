@@ -17,6 +17,7 @@ mod node;
 mod plugin_crates;
 mod plugins;
 mod python;
+mod s3_server;
 mod smoke;
 mod system;
 
@@ -187,7 +188,8 @@ fn test_steps(root: &Path, extra: &[String]) -> Result<()> {
 
 /// Everything the tests need that cargo does not bring: Python modules (PyJWT for real JWTs,
 /// PyAV for the FFmpeg WHIP publisher), OpenSSL's CLI, Chromium and the browser driver, and the
-/// chain-auth tests' wallet libraries, local EVM node and Solidity compiler. The plugins' wasm
+/// chain-auth tests' wallet libraries, local EVM node and Solidity compiler, the network
+/// servers (coturn, nginx, Caddy) and s3s-fs for recording uploads. The plugins' wasm
 /// toolchain is installed by `plugins`.
 fn setup(root: &Path) -> Result<()> {
     python::ensure_test_prerequisites()?;
@@ -197,6 +199,7 @@ fn setup(root: &Path) -> Result<()> {
         "the chain-auth tests' npm dependencies (wallet libraries, ganache, solc)",
     )?;
     network_servers::ensure_network_servers()?;
+    s3_server::ensure_s3_server()?;
     Ok(())
 }
 

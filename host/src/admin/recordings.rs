@@ -1,5 +1,7 @@
 //! Recordings, as operators see them: `GET /admin/recordings` lists the recordings in
-//! progress and the last 1000 finished ones, with their state, files, size and duration.
+//! progress, the last 1000 finished ones and any whose files still wait for upload from before
+//! a restart, with their state, files (local path, object key, upload state), size and
+//! duration.
 
 use super::AdminState;
 use super::error::ErrorBody;
@@ -29,7 +31,9 @@ pub struct RecordingItem {
     pub room: String,
     pub session: String,
     pub subject: String,
-    /// `recording`, or `stopped` (its files are complete; upload to storage is not built yet).
+    /// `recording`; then `pending_upload` (files queued, retried while the storage fails),
+    /// `uploaded` (every file is in storage), `failed` (a write failed, or a file cannot be
+    /// uploaded), or `stopped` (no storage: its files are complete and kept locally).
     pub state: String,
     /// Why it stopped: `stopped`, `max-duration`, `write-failed`.
     pub reason: Option<String>,
@@ -45,6 +49,27 @@ pub struct RecordingItem {
     pub started_at: String,
     /// Packets the recording itself lost (its queue was full); viewers lose none.
     pub dropped_packets: u64,
+    /// The `[[recording.storage]]` its files go to; absent: kept locally.
+    pub storage: Option<String>,
+    /// Its files and where each stands (with a storage).
+    pub files: Vec<FileItem>,
+}
+
+/// One recorded file and its upload.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileItem {
+    pub segment: u32,
+    /// Local path (gone after upload with `delete_after_upload`).
+    pub path: String,
+    /// Object key in the storage's bucket.
+    pub key: String,
+    /// `recording`, `pending_upload`, `uploaded`, `failed`.
+    pub state: String,
+    /// Bytes on disk, or uploaded once the local file is deleted.
+    pub size_bytes: u64,
+    /// Failed upload attempts so far, and the last one's error.
+    pub attempts: u32,
+    pub last_error: Option<String>,
 }
 
 /// One closed segment.
@@ -106,6 +131,24 @@ pub async fn list_recordings(State(state): State<AdminState>) -> Json<RecordingL
                 duration_ms,
                 started_at: rfc3339(e.started_at),
                 dropped_packets: e.dropped_packets,
+                storage: e.storage,
+                files: e
+                    .files
+                    .into_iter()
+                    .map(|f| FileItem {
+                        segment: f.file.segment,
+                        size_bytes: std::fs::metadata(&f.file.path)
+                            .map_or(f.uploaded_bytes, |m| m.len()),
+                        path: f.file.path.display().to_string(),
+                        key: f.file.key,
+                        state: serde_json::to_value(f.state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        attempts: f.file.attempts,
+                        last_error: f.file.last_error,
+                    })
+                    .collect(),
             }
         })
         .collect();

@@ -442,6 +442,8 @@ impl Config {
                 message: i.message,
             }
         })?;
+        crate::recording::upload::config::validate(&self.recording.storage)
+            .map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         if let Some(turn) = &self.webrtc.turn {
             crate::ice::config::validate(turn)
                 .map_err(|(key, message)| ConfigError::Invalid { key, message })?;

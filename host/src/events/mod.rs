@@ -116,11 +116,34 @@ pub enum EventData {
         segments: u32,
         dropped_packets: u64,
     },
-    /// A publish session could not be recorded: the recorder plugin failed, or the
-    /// recording's directory could not be made.
+    /// A publish session could not be recorded: the recorder plugin failed, the recording's
+    /// directory could not be made, or the plugin named a storage that is not configured.
     RecordingFailed {
         session: String,
         reason: String,
+    },
+    /// A recorded file is in storage (its upload was confirmed).
+    RecordingUploaded {
+        recording: String,
+        session: String,
+        segment: u32,
+        file: String,
+        storage: String,
+        key: String,
+        size_bytes: u64,
+    },
+    /// An upload attempt failed. `retry_in_ms` > 0: the file stays queued (on disk and in the
+    /// store) and is tried again then; 0: it cannot be uploaded at all (its local file is gone).
+    RecordingUploadFailed {
+        recording: String,
+        session: String,
+        segment: u32,
+        file: String,
+        storage: String,
+        key: String,
+        attempt: u32,
+        error: String,
+        retry_in_ms: u64,
     },
     PluginLoaded {
         plugin: String,
@@ -176,6 +199,8 @@ impl EventData {
             EventData::RecordingSegmentClosed { .. } => "recording.segment_closed",
             EventData::RecordingStopped { .. } => "recording.stopped",
             EventData::RecordingFailed { .. } => "recording.failed",
+            EventData::RecordingUploaded { .. } => "recording.uploaded",
+            EventData::RecordingUploadFailed { .. } => "recording.upload_failed",
             EventData::PluginLoaded { .. } => "plugin.loaded",
             EventData::PluginReloaded { .. } => "plugin.reloaded",
             EventData::PluginFailed { .. } => "plugin.failed",
@@ -197,6 +222,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "recording.segment_closed",
     "recording.stopped",
     "recording.failed",
+    "recording.uploaded",
+    "recording.upload_failed",
     "plugin.loaded",
     "plugin.reloaded",
     "plugin.failed",

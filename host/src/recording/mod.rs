@@ -14,10 +14,9 @@
 //! - [`trigger`]: what decides to record (the `recorder` plugins, through
 //!   [`trigger::RecordingTrigger`]) and the decision as the host carries it out;
 //! - [`service`]: records publish sessions as decided, from `publish.started` to
-//!   `publish.ended`, with the `recording.*` events.
-//!
-//! Still to come (issue: recording decided by a recorder plugin): the upload queue to
-//! S3-compatible storage (the durable store's second user).
+//!   `publish.ended`, with the `recording.*` events;
+//! - [`upload`]: the durable upload queue to S3-compatible storage (the one store's second
+//!   user, next to the webhook outbox).
 
 pub mod frames;
 pub mod ivf;
@@ -26,4 +25,5 @@ pub mod segment;
 pub mod service;
 pub mod sink;
 pub mod trigger;
+pub mod upload;
 pub mod webm;

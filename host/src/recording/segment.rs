@@ -21,10 +21,11 @@ use std::time::Duration;
 /// jitter, and a keyframe every N seconds must cut N-second segments at every one.
 pub const SEGMENT_SLACK: Duration = Duration::from_millis(50);
 
-/// Where a segment's files go: `name` is the file name (e.g. `seg-00001.webm`).
+/// Where a segment's files go: `name` is the file name (e.g. `seg-00001.webm`) of segment
+/// `index`.
 pub trait FileMaker {
     type File: Write;
-    fn create(&mut self, name: &str) -> io::Result<Self::File>;
+    fn create(&mut self, index: u32, name: &str) -> io::Result<Self::File>;
 }
 
 /// Which files a recording writes.
@@ -211,9 +212,8 @@ impl<M: FileMaker> Segmenter<M> {
         let mut files = Vec::new();
         let name = |ext: &str| format!("seg-{index:05}.{ext}");
         let video = self.tracks.video;
-        if self.layout.webm
-            && video.is_none_or(|c| matches!(c, Codec::Vp8 | Codec::Vp9 | Codec::Av1))
-        {
+        let webm = video.is_none_or(|c| matches!(c, Codec::Vp8 | Codec::Vp9 | Codec::Av1));
+        if self.layout.webm && webm {
             let (width, height) = keyframe
                 .and_then(|f| vp8_dimensions(&f.data))
                 .unwrap_or((0, 0));
@@ -223,22 +223,24 @@ impl<M: FileMaker> Segmenter<M> {
                 audio: self.tracks.audio,
             };
             writers.push(Writer::Webm(WebmWriter::new(
-                self.files.create(&file)?,
+                self.files.create(index, &file)?,
                 tracks,
             )?));
             files.push(file);
         }
-        if self.layout.per_track {
+        // H.264 does not go in WebM: a WebM recording of it is written per track instead
+        // (Annex-B `.h264` and Ogg), rather than not at all.
+        if self.layout.per_track || !webm {
             match video {
                 Some(Codec::H264) => {
                     let file = name("h264");
-                    writers.push(Writer::AnnexB(self.files.create(&file)?));
+                    writers.push(Writer::AnnexB(self.files.create(index, &file)?));
                     files.push(file);
                 }
                 Some(codec) => {
                     let file = name("ivf");
                     writers.push(Writer::Ivf(IvfWriter::new(
-                        self.files.create(&file)?,
+                        self.files.create(index, &file)?,
                         codec,
                         0,
                         0,
@@ -250,7 +252,7 @@ impl<M: FileMaker> Segmenter<M> {
             if self.tracks.audio {
                 let file = name("ogg");
                 writers.push(Writer::Ogg(OggOpusWriter::new(
-                    self.files.create(&file)?,
+                    self.files.create(index, &file)?,
                     index,
                 )?));
                 files.push(file);
@@ -325,7 +327,7 @@ mod tests {
 
     impl FileMaker for Memory {
         type File = MemoryFile;
-        fn create(&mut self, name: &str) -> io::Result<MemoryFile> {
+        fn create(&mut self, _index: u32, name: &str) -> io::Result<MemoryFile> {
             self.0.borrow_mut().insert(name.to_owned(), Vec::new());
             Ok(MemoryFile(self.0.clone(), name.to_owned()))
         }
@@ -431,9 +433,10 @@ mod tests {
         let memory = Memory::default();
         let mut s = Segmenter::new(
             memory.clone(),
+            // WebM asked for: H.264 falls back to its own Annex-B file.
             Layout {
                 webm: true,
-                per_track: true,
+                per_track: false,
             },
             Tracks {
                 video: Some(Codec::H264),

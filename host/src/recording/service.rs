@@ -8,10 +8,18 @@
 //! was replaced or deleted, or the server shuts down) the recording is stopped and its last
 //! segment closed. A recording that ends by itself (maximum duration, a failed write) is
 //! reported when it does. Events: `recording.started`, `recording.segment_closed`,
-//! `recording.stopped`, `recording.failed`.
+//! `recording.stopped`, `recording.failed` (and, from [`super::upload`], `recording.uploaded`
+//! and `recording.upload_failed`).
+//!
+//! With a storage configured, each file is handed to the upload queue when it is created and
+//! again when it is closed; the queue uploads it to the key the plugin's template names.
 
 use super::sink::{Ended, Plan, Recording, TAP_QUEUE};
 use super::trigger::{PublishInfo, RecordingTrigger};
+use super::upload::config::StorageConfig;
+use super::upload::key::{KeyParts, object_key};
+use super::upload::queue::{QueuedFile, Stage};
+use super::upload::{FileStatus, UploadState, Uploads};
 use crate::events::{Event, EventBus, EventData, EventSink};
 use crate::sfu::Sfu;
 use crate::sfu::session::Peer;
@@ -28,12 +36,15 @@ use tokio::sync::{mpsc, oneshot};
 pub struct RecordingConfig {
     /// Where recordings are written, one directory per recording.
     pub dir: PathBuf,
+    /// `[[recording.storage]]`: where recordings are uploaded (none: they stay in `dir`).
+    pub storage: Vec<StorageConfig>,
 }
 
 impl Default for RecordingConfig {
     fn default() -> Self {
         RecordingConfig {
             dir: PathBuf::from("recordings"),
+            storage: Vec::new(),
         }
     }
 }
@@ -48,7 +59,8 @@ pub struct RecordingEntry {
     pub room: String,
     pub session: String,
     pub subject: String,
-    /// `recording`, or `stopped` (files complete; upload to storage is not built yet).
+    /// `recording`, `pending_upload`, `uploaded`, `failed`, or `stopped` (files complete and
+    /// kept locally: no storage).
     pub state: &'static str,
     /// Why it stopped (`stopped`, `max-duration`, `write-failed`), once it has.
     pub reason: Option<String>,
@@ -58,6 +70,10 @@ pub struct RecordingEntry {
     pub segments: Vec<(u32, Vec<String>, Duration)>,
     pub started_at: SystemTime,
     pub dropped_packets: u64,
+    /// The storage its files go to; `None`: kept locally.
+    pub storage: Option<String>,
+    /// Its files as the upload queue knows them (with a storage).
+    pub files: Vec<FileStatus>,
 }
 
 /// Every recording in progress and the last [`CATALOG_FINISHED`] finished ones.
@@ -68,6 +84,38 @@ struct Catalog {
 }
 
 impl Catalog {
+    /// Recordings from before a restart whose files are still queued for upload.
+    fn add_recovered(&mut self, files: &[FileStatus]) {
+        for status in files {
+            let f = &status.file;
+            let entry = self
+                .entries
+                .entry(f.recording.clone())
+                .or_insert_with(|| RecordingEntry {
+                    id: f.recording.clone(),
+                    room: f.room.clone(),
+                    session: f.session.clone(),
+                    subject: f.subject.clone(),
+                    state: "stopped",
+                    reason: None,
+                    dir: f.path.parent().map(PathBuf::from).unwrap_or_default(),
+                    segments: Vec::new(),
+                    started_at: std::time::UNIX_EPOCH + Duration::from_millis(f.started_at_ms),
+                    dropped_packets: 0,
+                    storage: Some(f.storage.clone()),
+                    files: Vec::new(),
+                });
+            match entry.segments.iter_mut().find(|s| s.0 == f.segment) {
+                Some(segment) => segment.1.push(f.file.clone()),
+                None => entry
+                    .segments
+                    .push((f.segment, vec![f.file.clone()], Duration::ZERO)),
+            }
+        }
+        let ids: Vec<String> = self.entries.keys().cloned().collect();
+        self.finished.extend(ids);
+    }
+
     fn finish(&mut self, id: &str, reason: &str, dropped: u64) {
         if let Some(e) = self.entries.get_mut(id) {
             e.state = "stopped";
@@ -127,19 +175,25 @@ struct Active {
 pub struct RecordingService {
     work: mpsc::UnboundedSender<Work>,
     catalog: Arc<Mutex<Catalog>>,
+    uploads: Option<Arc<Uploads>>,
 }
 
 impl RecordingService {
-    /// Follow `events` and record what `trigger` decides, into `config.dir`.
+    /// Follow `events` and record what `trigger` decides, into `config.dir`, uploading
+    /// through `uploads` (when storages are configured).
     pub fn start(
         sfu: Arc<Sfu>,
         trigger: Arc<dyn RecordingTrigger>,
         events: &EventBus,
         config: RecordingConfig,
+        uploads: Option<Arc<Uploads>>,
     ) -> Arc<RecordingService> {
         let (tx, rx) = mpsc::unbounded_channel();
         events.add_sink(Arc::new(Feed(tx.clone())));
         let catalog = Arc::new(Mutex::new(Catalog::default()));
+        if let Some(uploads) = &uploads {
+            catalog.lock().add_recovered(&uploads.all_files());
+        }
         let worker = Worker {
             sfu,
             trigger,
@@ -147,14 +201,35 @@ impl RecordingService {
             dir: config.dir,
             active: Arc::new(Mutex::new(HashMap::new())),
             catalog: catalog.clone(),
+            uploads: uploads.clone(),
         };
         tokio::spawn(worker.run(rx));
-        Arc::new(RecordingService { work: tx, catalog })
+        Arc::new(RecordingService {
+            work: tx,
+            catalog,
+            uploads,
+        })
     }
 
-    /// Recordings in progress and recently finished, oldest first.
+    /// Recordings in progress and recently finished, oldest first, with where their files
+    /// stand.
     pub fn list(&self) -> Vec<RecordingEntry> {
-        self.catalog.lock().entries.values().cloned().collect()
+        let mut entries: Vec<RecordingEntry> =
+            self.catalog.lock().entries.values().cloned().collect();
+        if let Some(uploads) = &self.uploads {
+            for entry in &mut entries {
+                entry.files = uploads.files_of(&entry.id);
+                entry.state = overall_state(entry);
+            }
+        }
+        entries
+    }
+
+    /// Stop uploading (shutdown, after [`RecordingService::flush`]): queued files stay queued.
+    pub fn stop_uploads(&self) {
+        if let Some(uploads) = &self.uploads {
+            uploads.stop();
+        }
     }
 
     /// Wait until every event published so far has been acted on, and every recording it
@@ -174,6 +249,7 @@ struct Worker {
     dir: PathBuf,
     active: Arc<Mutex<HashMap<String, Active>>>,
     catalog: Arc<Mutex<Catalog>>,
+    uploads: Option<Arc<Uploads>>,
 }
 
 impl Worker {
@@ -234,8 +310,21 @@ impl Worker {
             Ok(None) => return,
             Err(failure) => return failed(format!("recorder plugin {failure}")),
         };
+        let storage = match (&self.uploads, decision.storage.as_deref()) {
+            (None, None) => None,
+            (None, Some(name)) => {
+                return failed(format!(
+                    "the recorder plugin named storage {name:?}; no [[recording.storage]] is configured"
+                ));
+            }
+            (Some(uploads), name) => match uploads.storage(name) {
+                Ok(storage) => Some((uploads.clone(), storage.clone())),
+                Err(e) => return failed(e),
+            },
+        };
         let id = format!("rec_{}", uuid::Uuid::now_v7().simple());
         let dir = self.dir.join(&id);
+        let started_at = SystemTime::now();
         let plan = Plan {
             layout: decision.layout,
             segment_length: decision.segment_length,
@@ -244,10 +333,39 @@ impl Worker {
             audio: decision.audio,
             dir: dir.clone(),
         };
+        let on_opened = on_opened(
+            storage.clone(),
+            QueuedFile {
+                recording: id.clone(),
+                room: room_name.to_owned(),
+                session: session_id.to_owned(),
+                subject: session.identity.subject.clone(),
+                started_at_ms: started_at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                segment: 0,
+                file: String::new(),
+                path: dir.clone(),
+                storage: String::new(),
+                key: String::new(),
+                stage: Stage::Writing,
+                attempts: 0,
+                next_attempt_ms: 0,
+                last_error: None,
+            },
+            decision.key_template.clone(),
+            started_at,
+        );
         let events = self.events.clone();
         let catalog = self.catalog.clone();
         let (room, sess, rec) = (room_name.to_owned(), session_id.to_owned(), id.clone());
+        let uploads = storage.as_ref().map(|(u, _)| u.clone());
         let on_closed = move |closed: super::segment::ClosedSegment| {
+            if let Some(uploads) = &uploads {
+                for file in &closed.files {
+                    uploads.closed(&rec, file);
+                }
+            }
             if let Some(e) = catalog.lock().entries.get_mut(&rec) {
                 e.segments
                     .push((closed.index, closed.files.clone(), closed.duration));
@@ -274,11 +392,14 @@ impl Worker {
                 reason: None,
                 dir: dir.clone(),
                 segments: Vec::new(),
-                started_at: SystemTime::now(),
+                started_at,
                 dropped_packets: 0,
+                storage: storage.as_ref().map(|(_, s)| s.name.clone()),
+                files: Vec::new(),
             },
         );
-        let recording = match Recording::start(session.room.tap(TAP_QUEUE), plan, on_closed) {
+        let tap = session.room.tap(TAP_QUEUE);
+        let recording = match Recording::start(tap, plan, on_opened, on_closed) {
             Ok(recording) => recording,
             Err(e) => {
                 self.catalog.lock().entries.remove(&id);
@@ -337,6 +458,60 @@ impl Worker {
             );
             let _ = done_tx.send(());
         });
+    }
+}
+
+/// What the recording thread calls as it creates each file: with a storage, queue the file
+/// for upload under its object key.
+fn on_opened(
+    storage: Option<(Arc<Uploads>, StorageConfig)>,
+    template: QueuedFile,
+    key_template: String,
+    started_at: SystemTime,
+) -> super::sink::OnOpened {
+    let Some((uploads, storage)) = storage else {
+        return Box::new(|_, _| {});
+    };
+    Box::new(move |segment, name| {
+        let ext = name.rsplit('.').next().unwrap_or_default();
+        let key = object_key(
+            &storage.prefix,
+            &key_template,
+            &KeyParts {
+                room: &template.room,
+                subject: &template.subject,
+                session: &template.session,
+                started_at,
+                segment,
+                ext,
+            },
+        );
+        uploads.opened(QueuedFile {
+            segment,
+            file: name.to_owned(),
+            path: template.path.join(name),
+            storage: storage.name.clone(),
+            key,
+            ..template.clone()
+        });
+    })
+}
+
+/// A finished recording's state from its files: `failed` if it could not be written or a
+/// file cannot be uploaded, `pending_upload` while any file waits, `uploaded` once all are.
+fn overall_state(entry: &RecordingEntry) -> &'static str {
+    if entry.state == "recording" {
+        return "recording";
+    }
+    let any = |state| entry.files.iter().any(|f| f.state == state);
+    if entry.reason.as_deref() == Some("write-failed") || any(UploadState::Failed) {
+        "failed"
+    } else if any(UploadState::PendingUpload) || any(UploadState::Recording) {
+        "pending_upload"
+    } else if entry.storage.is_some() && !entry.files.is_empty() {
+        "uploaded"
+    } else {
+        "stopped"
     }
 }
 

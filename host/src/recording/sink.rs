@@ -76,16 +76,22 @@ pub struct Summary {
     pub audio: AssemblerStats,
 }
 
+/// Told of each file a recording creates (segment index, file name), once it exists: the
+/// upload queue records it then, so a crash cannot orphan it.
+pub type OnOpened = Box<dyn FnMut(u32, &str) + Send>;
+
 /// Files in a directory on disk, buffered.
-struct Disk(PathBuf);
+struct Disk {
+    dir: PathBuf,
+    on_opened: OnOpened,
+}
 
 impl FileMaker for Disk {
     type File = BufWriter<std::fs::File>;
-    fn create(&mut self, name: &str) -> io::Result<Self::File> {
-        Ok(BufWriter::with_capacity(
-            64 * 1024,
-            std::fs::File::create(self.0.join(name))?,
-        ))
+    fn create(&mut self, index: u32, name: &str) -> io::Result<Self::File> {
+        let file = std::fs::File::create(self.dir.join(name))?;
+        (self.on_opened)(index, name);
+        Ok(BufWriter::with_capacity(64 * 1024, file))
     }
 }
 
@@ -98,10 +104,12 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Start recording `tap` by `plan`; each segment is handed to `on_closed` as it closes.
+    /// Start recording `tap` by `plan`; each file is handed to `on_opened` once created, each
+    /// segment to `on_closed` as it closes.
     pub fn start(
         tap: MediaTap,
         plan: Plan,
+        on_opened: OnOpened,
         on_closed: impl FnMut(ClosedSegment) + Send + 'static,
     ) -> io::Result<Recording> {
         std::fs::create_dir_all(&plan.dir)?;
@@ -111,7 +119,7 @@ impl Recording {
         let thread = std::thread::Builder::new()
             .name("recording".into())
             .spawn(move || {
-                let summary = run(tap, plan, flag, on_closed);
+                let summary = run(tap, plan, flag, on_opened, on_closed);
                 let _ = done.send(true);
                 summary
             })?;
@@ -157,8 +165,10 @@ fn run(
     mut tap: MediaTap,
     plan: Plan,
     stop: Arc<AtomicBool>,
+    on_opened: OnOpened,
     mut on_closed: impl FnMut(ClosedSegment),
 ) -> Summary {
+    let mut on_opened = Some(on_opened);
     let started = Instant::now();
     ACTIVE.fetch_add(1, Ordering::Relaxed);
     let mut dropped_seen = 0;
@@ -211,12 +221,11 @@ fn run(
                     video: video.as_ref().map(|v| v.codec()),
                     audio: plan.audio,
                 };
-                Segmenter::new(
-                    Disk(plan.dir.clone()),
-                    plan.layout,
-                    tracks,
-                    plan.segment_length,
-                )
+                let disk = Disk {
+                    dir: plan.dir.clone(),
+                    on_opened: on_opened.take().unwrap_or_else(|| Box::new(|_, _| {})),
+                };
+                Segmenter::new(disk, plan.layout, tracks, plan.segment_length)
             });
             for frame in frames.drain(..) {
                 let written = if is_video {

@@ -1,5 +1,6 @@
-//! Real network servers the deployment tests start on loopback and stop when dropped:
-//! coturn (TURN REST, `use-auth-secret`), nginx and Caddy (reverse proxies in front of us).
+//! Real network servers the tests start on loopback and stop when dropped: coturn (TURN REST,
+//! `use-auth-secret`), nginx and Caddy (reverse proxies in front of us), s3s-fs (an
+//! S3-compatible server that checks SigV4 signatures, for recording uploads).
 //! Each runs in the foreground with a config written to its own temporary directory.
 
 use std::net::{TcpListener, UdpSocket};
@@ -41,13 +42,24 @@ pub fn free_port() -> u16 {
 }
 
 fn binary(name: &str) -> PathBuf {
-    for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"] {
-        let path = Path::new(dir).join(name);
+    // Debian's packages, then what `cargo install` put in cargo's bin directory.
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|home| home.join("bin"));
+    let dirs = ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"]
+        .into_iter()
+        .map(PathBuf::from)
+        .chain(cargo_bin);
+    for dir in dirs {
+        let path = dir.join(name);
         if path.is_file() {
             return path;
         }
     }
-    panic!("{name} is not installed: run `cargo xtask setup` (installs coturn, nginx, caddy)")
+    panic!(
+        "{name} is not installed: run `cargo xtask setup` (installs coturn, nginx, caddy, s3s-fs)"
+    )
 }
 
 fn spawn(program: &str, args: &[&str], dir: tempfile::TempDir, port: u16) -> Running {
@@ -183,6 +195,32 @@ pub async fn caddy(port: u16, cert: &Path, key: &Path, upstream: &str) -> Runnin
         dir,
         port,
     );
+    wait_tcp(port, &running).await;
+    running
+}
+
+/// Credentials s3s-fs checks every request's SigV4 signature against.
+pub const S3_ACCESS_KEY: &str = "SWITCHBOARDTESTKEY";
+pub const S3_SECRET_KEY: &str = "switchboard-test-secret-0123456789";
+
+/// s3s-fs on `port` (chosen before it runs, so a test can configure a storage that is down at
+/// first) serving `root`, where each directory is a bucket and each object a file under it.
+pub async fn s3s_fs(port: u16, root: &Path) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let port_arg = port.to_string();
+    let root = root.display().to_string();
+    let args = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port_arg,
+        "--access-key",
+        S3_ACCESS_KEY,
+        "--secret-key",
+        S3_SECRET_KEY,
+        &root,
+    ];
+    let running = spawn("s3s-fs", &args, dir, port);
     wait_tcp(port, &running).await;
     running
 }
