@@ -141,6 +141,7 @@ async fn ffmpeg_whip_muxer_publishes_h264_and_opus_that_a_whep_viewer_receives()
     let mut seen = Vec::new();
     let mut uploaded = Vec::new();
     let mut files = None;
+    let mut recorded_ms = 0;
     let waited = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             match events.recv().await {
@@ -149,6 +150,9 @@ async fn ffmpeg_whip_muxer_publishes_h264_and_opus_that_a_whep_viewer_receives()
                     match e.type_name() {
                         "recording.stopped" => {
                             files = Some(json["data"]["segments"].as_u64().unwrap() * 2)
+                        }
+                        "recording.segment_closed" => {
+                            recorded_ms += json["data"]["duration_ms"].as_u64().unwrap()
                         }
                         "recording.uploaded" => uploaded.push(json["data"].clone()),
                         _ => {}
@@ -168,6 +172,9 @@ async fn ffmpeg_whip_muxer_publishes_h264_and_opus_that_a_whep_viewer_receives()
         waited.is_ok(),
         "recording.stopped, then every file (.h264 + .ogg per segment) uploaded: {seen:#?}"
     );
+    // Durations: Opus pages carry timestamps; raw H.264 does not, so its frames are counted
+    // against the publisher's 30 fps. Both within 10 % of what the recording covered.
+    let (mut audio_s, mut video_frames) = (0.0, 0);
     for data in &uploaded {
         let key = data["key"].as_str().unwrap();
         let object = s3_root.join("recordings").join(key);
@@ -179,11 +186,27 @@ async fn ffmpeg_whip_muxer_publishes_h264_and_opus_that_a_whep_viewer_receives()
             "opus"
         };
         assert_eq!(stream["codec"], codec, "{key}: {probed}");
+        let frames = stream["frames"].as_u64().unwrap();
+        assert!(frames > 0 && stream["errors"] == 0, "{key}: {probed}");
+        if codec == "h264" {
+            video_frames += frames;
+        } else {
+            audio_s += stream["duration"].as_f64().unwrap();
+        }
+    }
+    let recorded_s = recorded_ms as f64 / 1000.0;
+    let video_s = video_frames as f64 / 30.0;
+    for (what, seconds) in [("audio", audio_s), ("video", video_s)] {
         assert!(
-            stream["frames"].as_u64().unwrap() > 0 && stream["errors"] == 0,
-            "{key}: {probed}"
+            (seconds - recorded_s).abs() <= recorded_s * 0.1,
+            "{what} lasts {seconds:.2} s, the recording {recorded_s:.2} s"
         );
     }
+    eprintln!(
+        "ffmpeg_whip: recorded {recorded_s:.2} s; audio {audio_s:.2} s, video {video_frames} \
+         frames, {} files uploaded",
+        uploaded.len()
+    );
     server.shutdown().await;
 }
 

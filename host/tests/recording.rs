@@ -2,7 +2,9 @@
 //! identity attribute, the `recorder` plugin records only identities that have it, and the
 //! recording service follows the publish sessions — `recording.started`, segments closed as
 //! they go (`recording.segment_closed`), `recording.stopped` when the publisher leaves or the
-//! server shuts down — with every closed WebM opening in FFmpeg with both tracks.
+//! server shuts down — with every closed WebM opening in FFmpeg with both tracks. Chromium
+//! publishes from the publish page; its recording is uploaded to s3s-fs, downloaded back
+//! through the S3 API, probed by FFmpeg and played to its end by a second Chromium.
 
 mod common;
 mod support;
@@ -14,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use switchboard::client::{ClientOptions, Publisher, StreamShape};
 use switchboard::events::Event;
+use switchboard::recording::upload::config::StorageConfig;
 use switchboard::server::Server;
 use tokio::sync::broadcast;
 
@@ -258,12 +261,31 @@ impl Drop for Served {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_publishes_the_recording_decodes_and_plays_in_chromium() {
+async fn chromium_publishes_the_recording_uploads_decodes_and_plays_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
+    // Uploaded to s3s-fs, which checks every request's SigV4 signature.
+    let s3_root = dir.path().join("s3");
+    std::fs::create_dir_all(s3_root.join("recordings")).unwrap();
+    let s3_port = support::servers::free_port();
+    let _s3 = support::servers::s3s_fs(s3_port, &s3_root).await;
+    let storage = StorageConfig {
+        name: "archive".into(),
+        endpoint: format!("http://127.0.0.1:{s3_port}"),
+        region: "us-east-1".into(),
+        bucket: "recordings".into(),
+        prefix: "chromium/".into(),
+        path_style: true,
+        access_key_id: support::servers::S3_ACCESS_KEY.into(),
+        secret_access_key: support::servers::S3_SECRET_KEY.into(),
+        delete_after_upload: false,
+        part_size_mib: 5,
+    };
     let mut config = test_config(&format!(
-        "[recording]\ndir = \"{}\"\n",
-        dir.path().display()
+        "[store]\npath = \"{}\"\n[recording]\ndir = \"{}\"\n",
+        dir.path().join("store.redb").display(),
+        dir.path().join("rec").display()
     ));
+    config.recording.storage = vec![storage.clone()];
     config.plugins = vec![support::plugin(
         "recorder",
         "recorder",
@@ -290,8 +312,36 @@ async fn chromium_publishes_the_recording_decodes_and_plays_in_chromium() {
     let recorded_ms = closed[0]["data"]["duration_ms"].as_u64().unwrap() as f64;
     assert!(recorded_ms > 6_000.0, "{closed:?}");
 
+    // Uploaded: every file, the WebM downloaded back through the S3 API as it was written.
+    let uploaded = events_of(&mut rx, &mut seen, "recording.uploaded", 3).await;
+    assert_eq!(uploaded.len(), 3, "WebM, IVF and Ogg uploaded: {seen:?}");
+    let key = uploaded
+        .iter()
+        .map(|e| e["data"]["key"].as_str().unwrap())
+        .find(|k| k.ends_with(".webm"))
+        .expect("the WebM's key")
+        .to_owned();
+    assert!(key.starts_with("chromium/"), "{key}");
+    let client = switchboard::recording::upload::s3::client(&storage).await;
+    let object = client
+        .get_object()
+        .bucket("recordings")
+        .key(&key)
+        .send()
+        .await
+        .expect("GetObject");
+    assert_eq!(object.content_type(), Some("video/webm"));
+    let bytes = object.body.collect().await.unwrap().into_bytes();
+    assert!(
+        bytes.as_ref() == std::fs::read(rec_dir.join("seg-00001.webm")).unwrap(),
+        "the object is the recorded file"
+    );
+    let downloaded = dir.path().join("downloaded");
+    std::fs::create_dir_all(&downloaded).unwrap();
+    std::fs::write(downloaded.join("seg-00001.webm"), &bytes).unwrap();
+
     // FFmpeg: the codecs, and the duration the recording says it covers (±10 %).
-    let webm = rec_dir.join("seg-00001.webm");
+    let webm = downloaded.join("seg-00001.webm");
     let probed = support::probe_media(&webm);
     let streams = probed["streams"].as_array().unwrap();
     let codecs: Vec<&str> = streams
@@ -310,8 +360,8 @@ async fn chromium_publishes_the_recording_decodes_and_plays_in_chromium() {
     }
     assert!(streams[0]["frames"].as_u64().unwrap() > 30, "{probed}");
 
-    // Chromium plays it to the end.
-    let served = Served::dir(&rec_dir).await;
+    // Chromium plays the downloaded file to the end.
+    let served = Served::dir(&downloaded).await;
     let url = format!("http://127.0.0.1:{}/seg-00001.webm", served.1);
     let result = support::browser::run(
         tokio::process::Command::new("node"),
