@@ -92,9 +92,10 @@ pub fn validate(storages: &[StorageConfig]) -> Result<(), (&'static str, String)
                 format!("storage {:?}: must not be empty", s.name),
             ));
         }
-        if !s.endpoint.is_empty()
-            && !(s.endpoint.starts_with("http://") || s.endpoint.starts_with("https://"))
-        {
+        let endpoint_ok = s.endpoint.is_empty()
+            || s.endpoint.starts_with("http://")
+            || s.endpoint.starts_with("https://");
+        if !endpoint_ok {
             return Err((
                 "recording.storage.endpoint",
                 format!(
