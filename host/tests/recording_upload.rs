@@ -320,19 +320,31 @@ async fn large_files_go_up_in_parts_and_a_wrong_secret_is_refused() {
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
-fn spawn_server(config: &Path, log: &Path) -> Child {
+/// The server binary, killed when dropped (so a failing test leaves no server behind).
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_server(config: &Path, log: &Path) -> ServerProcess {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    ServerProcess(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 async fn healthy(base: &str) {
@@ -404,14 +416,14 @@ async fn a_segment_cut_by_kill_9_is_uploaded_by_the_next_start_and_plays() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(
-            server.try_wait().unwrap().is_none(),
+            server.0.try_wait().unwrap().is_none(),
             "server exited: {}",
             server_log()
         );
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    server.kill().unwrap(); // SIGKILL: nothing is closed or flushed
-    server.wait().unwrap();
+    server.0.kill().unwrap(); // SIGKILL: nothing is closed or flushed
+    server.0.wait().unwrap();
     stop.store(true, Ordering::Relaxed);
     publisher.close().await;
     assert!(
@@ -421,7 +433,7 @@ async fn a_segment_cut_by_kill_9_is_uploaded_by_the_next_start_and_plays() {
     let local_size = webm.metadata().unwrap().len();
 
     // The next start finds the segment in the queue and uploads it as it was left.
-    let mut server = spawn_server(&config, &log);
+    let server = spawn_server(&config, &log);
     healthy(&base).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let object = loop {
@@ -457,6 +469,5 @@ async fn a_segment_cut_by_kill_9_is_uploaded_by_the_next_start_and_plays() {
         assert!(std::time::Instant::now() < deadline, "{listed}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = Command::new("kill").arg(server.id().to_string()).status();
-    let _ = server.wait();
+    drop(server);
 }
