@@ -29,7 +29,16 @@ def encode(out_path, seconds, video_codec):
     video.framerate = Fraction(fps, 1)
     video.bit_rate = 800_000
     video.gop_size = fps
-    video.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    # Deterministic output: libvpx's realtime mode adapts to the time it takes (so where its
+    # keyframes fall, and whether it drops frames, varies run to run); "good" on one thread
+    # with a keyframe exactly every `fps` frames does not.
+    video.options = {
+        "deadline": "good",
+        "cpu-used": "5",
+        "lag-in-frames": "0",
+        "threads": "1",
+        "keyint_min": str(fps),
+    }
     audio = av.CodecContext.create("libopus", "w")
     audio.sample_rate, audio.layout, audio.format = 48000, "stereo", "s16"
     audio.time_base = Fraction(1, 48000)
